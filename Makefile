@@ -1,0 +1,52 @@
+# The course's two commands (see README.md):
+#   make lab    create/reuse .venv, prepare the data, start JupyterLab on notebooks/
+#   make test   create/reuse .venv and run the whole test suite
+# Data: set LENET_COURSE_DATA to a folder in torchvision's layout (e.g. ../shared/data) when
+# offline; otherwise torchvision downloads into data/.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lenet-course-installed
+PORT ?= 8888
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k arithmetic"`.
+PYTEST_ARGS ?=
+
+# Notebook kernels run in notebooks/: hand them an absolute data root.
+ifdef LENET_COURSE_DATA
+export LENET_COURSE_DATA := $(abspath $(LENET_COURSE_DATA))
+endif
+
+.PHONY: lab test venv data book train clean help
+
+help:
+	@echo "make lab   - set up .venv and the data, start JupyterLab on notebooks/ (the course)"
+	@echo "make test  - set up .venv and run every test (package, notebooks, book, browser)"
+	@echo "make book  - build the Jupyter Book site into book/_build/html"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-d2l.txt pyproject.toml tools/install_d2l.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) tools/install_d2l.py
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m lenet_course data
+
+lab: data
+	@echo "Starting JupyterLab on notebooks/ (port $(PORT)); open the URL it prints below."
+	$(PY) -m jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+		--ServerApp.port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbval --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+clean:
+	rm -rf book/_build .pytest_cache test-artifacts

@@ -1,0 +1,50 @@
+"""Small helpers that the notebooks share: recording checked values for the tests.
+
+:func:`record` shows values in the notebook as text and also stores them as JSON in the cell's
+output, under the MIME type :data:`RECORD_MIME`, so that the papermill tests can read what a
+parameterised run produced (``tests/test_notebooks_papermill.py``) instead of scraping text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+RECORD_MIME = "application/vnd.lenet-course.record+json"
+
+
+def _plain(value: Any) -> Any:
+    """Turn tensors, numpy scalars and tuples into JSON-ready Python values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def record(**values: Any) -> dict[str, Any]:
+    """Display ``values`` and store them in the output for the tests; return them as plain data."""
+    from IPython.display import display
+
+    plain = {name: _plain(value) for name, value in values.items()}
+    json.dumps(plain)  # fail here, in the notebook, if something cannot be stored
+    text = "\n".join(f"{name} = {value!r}" for name, value in plain.items())
+    display({"text/plain": text, RECORD_MIME: plain}, raw=True)
+    return plain
+
+
+def recorded_values(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    """Collect every value that :func:`record` stored in an executed notebook (a JSON dict)."""
+    found: dict[str, Any] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if RECORD_MIME in data:
+                found.update(data[RECORD_MIME])
+    return found
