@@ -1,0 +1,21 @@
+"""Notebook 03 (three ways to define LeNet) runs with other parameters and proves what it claims."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.slow
+def test_notebook_03_with_a_small_batch(run_notebook, real_data_root) -> None:
+    values = run_notebook("03_three_ways_to_define_lenet.ipynb", batch_size=3, seed=1)
+    assert values["batch_size"] == 3  # the parameters reached the notebook
+    assert values["parameters_by_style"] == [61_706] * 3
+    assert values["outputs_equal"] is True
+    assert values["gradients_equal"] is True
+    assert values["d2l_equal"] is True
+    assert values["flatten_features_28_unpadded"] == 256
+    assert values["flatten_features_28_padded"] == 400
+    assert values["parameters_1998"] == {
+        "C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164, "OUTPUT": 0,
+    }  # fmt: skip
+    assert values["total_1998"] == 60_000
