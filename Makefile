@@ -46,7 +46,7 @@ lab: data
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 clean:
 	rm -rf book/_build .pytest_cache test-artifacts
