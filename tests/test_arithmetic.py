@@ -1,0 +1,548 @@
+"""``lenet_course.arithmetic`` against PyTorch itself, and the counts against the 1998 paper.
+
+The output-size functions must agree with ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` on
+every configuration, valid or not: torch raises <=> we raise ``ValueError``, and otherwise the
+sizes are equal.  Hypothesis draws random configurations (about half of them invalid); a full
+grid of small configurations is checked exhaustively as well.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import warnings
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from lenet_course import arithmetic as A
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- PyTorch as the reference -------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """Thousands of tiny layers run ten times faster on one thread than with threads spinning."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _hw(size: Any) -> tuple[int, int]:
+    return tuple(size) if isinstance(size, (tuple, list)) else (size, size)  # type: ignore[return-value]
+
+
+def _form(shape: torch.Size, *arguments: Any) -> Any:
+    """PyTorch's (h, w) in the form our functions promise: an int if every argument was."""
+    h, w = int(shape[-2]), int(shape[-1])
+    return (h, w) if any(isinstance(a, (tuple, list)) for a in arguments) else h
+
+
+def torch_conv(size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any) -> Any:
+    """What ``nn.Conv2d`` makes of the configuration, or None where it refuses it."""
+    h, w = _hw(size)
+    if h < 0 or w < 0:
+        return None  # torch cannot even make such an input
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layer = nn.Conv2d(1, 1, kernel, stride, padding, dilation, bias=False)
+            out = layer(torch.zeros(1, 1, h, w))
+    except (RuntimeError, ValueError):
+        return None
+    return _form(out.shape, size, kernel, stride, padding, dilation)
+
+
+def torch_pool(
+    kind: type[nn.Module], size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
+    ceil_mode: bool,
+) -> Any:  # fmt: skip
+    """What ``nn.MaxPool2d`` / ``nn.AvgPool2d`` make of the configuration, or None."""
+    h, w = _hw(size)
+    if h < 0 or w < 0:
+        return None
+    arguments: dict[str, Any] = {"stride": stride, "padding": padding, "ceil_mode": ceil_mode}
+    if kind is nn.MaxPool2d:
+        arguments["dilation"] = dilation
+    try:
+        out = kind(kernel, **arguments)(torch.zeros(1, 1, h, w))
+    except (RuntimeError, ValueError):
+        return None
+    return _form(out.shape, size, kernel, stride, padding, dilation)
+
+
+def ours(function: Any, *arguments: Any, **keywords: Any) -> Any:
+    try:
+        return function(*arguments, **keywords)
+    except ValueError as error:
+        assert str(error), "a ValueError must say what is wrong"
+        return None
+
+
+def int_or_pair(low: int, high: int) -> st.SearchStrategy[Any]:
+    one = st.integers(low, high)
+    return st.one_of(one, st.tuples(one, one))
+
+
+# --- conv2d_output_size ------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(0, 20),
+    kernel=int_or_pair(-1, 9),
+    stride=int_or_pair(-1, 5),
+    padding=st.one_of(int_or_pair(-1, 5), st.sampled_from(["valid", "same"])),
+    dilation=int_or_pair(-1, 4),
+)
+def test_conv2d_output_size_agrees_with_torch(
+    size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any
+) -> None:
+    expected = torch_conv(size, kernel, stride, padding, dilation)
+    event("valid" if expected is not None else "rejected")
+    assert ours(A.conv2d_output_size, size, kernel, stride, padding, dilation) == expected
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(1, 24),
+    kernel=int_or_pair(1, 7),
+    stride=int_or_pair(1, 4),
+    padding=st.one_of(int_or_pair(0, 4), st.just("same")),
+    dilation=int_or_pair(1, 3),
+)
+def test_conv2d_output_size_agrees_with_torch_mostly_valid(
+    size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any
+) -> None:
+    if padding == "same":
+        stride = 1
+    expected = torch_conv(size, kernel, stride, padding, dilation)
+    event("valid" if expected is not None else "rejected")
+    assert ours(A.conv2d_output_size, size, kernel, stride, padding, dilation) == expected
+
+
+def test_conv2d_output_size_full_grid() -> None:
+    checked = 0
+    for size, kernel, stride, padding, dilation in itertools.product(
+        range(1, 9), range(1, 6), range(1, 4), [*range(4), "valid", "same"], range(1, 4)
+    ):
+        expected = torch_conv(size, kernel, stride, padding, dilation)
+        assert ours(A.conv2d_output_size, size, kernel, stride, padding, dilation) == expected, (
+            size, kernel, stride, padding, dilation,
+        )  # fmt: skip
+        checked += 1
+    assert checked == 8 * 5 * 3 * 6 * 3
+
+
+# --- pool2d_output_size ------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(0, 16),
+    kernel=int_or_pair(-1, 8),
+    stride=st.one_of(st.none(), int_or_pair(-1, 5)),
+    padding=int_or_pair(-1, 4),
+    dilation=int_or_pair(-1, 3),
+    ceil_mode=st.booleans(),
+)
+def test_maxpool2d_output_size_agrees_with_torch(
+    size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
+) -> None:
+    expected = torch_pool(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
+    event("valid" if expected is not None else "rejected")
+    got = ours(A.pool2d_output_size, size, kernel, stride, padding, dilation, ceil_mode)
+    assert got == expected
+
+
+@st.composite
+def mostly_valid_pool(draw: st.DrawFn) -> tuple[Any, ...]:
+    """A pooling configuration whose padding is at most one above kernel_size // 2."""
+    kernel = draw(int_or_pair(1, 6))
+    smallest = min(_hw(kernel))
+    padding = draw(int_or_pair(0, smallest // 2 + 1))
+    size = draw(int_or_pair(1, 16))
+    stride = draw(st.one_of(st.none(), int_or_pair(1, 4)))
+    return size, kernel, stride, padding, draw(int_or_pair(1, 3)), draw(st.booleans())
+
+
+@SETTINGS
+@given(mostly_valid_pool())
+def test_maxpool2d_output_size_agrees_with_torch_mostly_valid(
+    configuration: tuple[Any, ...],
+) -> None:
+    size, kernel, stride, padding, dilation, ceil_mode = configuration
+    expected = torch_pool(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
+    event("valid" if expected is not None else "rejected")
+    got = ours(A.pool2d_output_size, size, kernel, stride, padding, dilation, ceil_mode)
+    assert got == expected
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(0, 16),
+    kernel=int_or_pair(-1, 8),
+    stride=st.one_of(st.none(), int_or_pair(-1, 5)),
+    padding=int_or_pair(-1, 4),
+    ceil_mode=st.booleans(),
+)
+def test_avgpool2d_output_size_agrees_with_torch(
+    size: Any, kernel: Any, stride: Any, padding: Any, ceil_mode: bool
+) -> None:
+    expected = torch_pool(nn.AvgPool2d, size, kernel, stride, padding, 1, ceil_mode)
+    event("valid" if expected is not None else "rejected")
+    got = ours(A.pool2d_output_size, size, kernel, stride, padding, 1, ceil_mode)
+    assert got == expected
+
+
+@pytest.mark.parametrize("kind", [nn.MaxPool2d, nn.AvgPool2d])
+def test_pool2d_output_size_full_grid(kind: type[nn.Module]) -> None:
+    dilations = range(1, 4) if kind is nn.MaxPool2d else [1]
+    for size, kernel, stride, padding, dilation, ceil_mode in itertools.product(
+        range(1, 9), range(1, 6), [None, 1, 2, 3], range(3), dilations, [False, True]
+    ):
+        expected = torch_pool(kind, size, kernel, stride, padding, dilation, ceil_mode)
+        got = ours(A.pool2d_output_size, size, kernel, stride, padding, dilation, ceil_mode)
+        assert got == expected, (kind.__name__, size, kernel, stride, padding, dilation, ceil_mode)
+
+
+def test_ceil_mode_drops_a_window_that_would_start_in_the_right_padding() -> None:
+    # 5 pixels, kernel 2, stride 2, padding 1: ceil((5 + 2 - 2) / 2) + 1 = 4 windows would
+    # start at padded positions 0, 2, 4, 6; position 6 is the right padding, so PyTorch keeps 3.
+    assert A.pool2d_output_size(5, 2, 2, padding=1, ceil_mode=True) == 3
+    assert nn.MaxPool2d(2, 2, padding=1, ceil_mode=True)(torch.zeros(1, 1, 5, 5)).shape[-1] == 3
+    # Without padding the 3rd window starts inside the input (pixel 4) and hangs over: kept.
+    assert A.pool2d_output_size(5, 2, ceil_mode=True) == 3
+    assert A.pool2d_output_size(5, 2, ceil_mode=False) == 2
+
+
+# --- forms and messages -------------------------------------------------------------------------
+
+
+def test_int_in_int_out_and_pairs_in_pairs_out() -> None:
+    assert A.conv2d_output_size(28, 5, padding=2) == 28
+    assert A.conv2d_output_size((28, 32), 5) == (24, 28)
+    assert A.conv2d_output_size(28, (5, 3)) == (24, 26)
+    assert A.conv2d_output_size(28, 5, stride=[1, 2]) == (24, 12)
+    assert A.conv2d_output_size(28, 5, padding="same") == 28
+    assert A.conv2d_output_size(28, 5, padding="valid") == 24
+    assert A.pool2d_output_size(28, 2) == 14
+    assert A.pool2d_output_size((28, 10), 2) == (14, 5)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragments"),
+    [
+        ((5, 7), ["kernel_size=7", "5 pixels", "padding >= 1", "kernel_size <= 5"]),
+        ((5, 3, 1, 0, 3), ["kernel_size=3", "dilation 3", "7 pixels", "dilation <= 2"]),
+        (((5, 9), (3, 11)), ["in width", "kernel_size[1]=11", "kernel_size <= 9"]),
+        ((0, 3), ["size=0", "size >= 1"]),
+        ((5, 3, 0), ["stride=0", "stride >= 1"]),
+        ((5, 3, 1, -1), ["padding=-1", "padding >= 0"]),
+        ((5, 3, 1, 0, 0), ["dilation=0", "dilation >= 1"]),
+        ((5, 3, 2, "same"), ["padding='same'", "stride=2", "padding=1"]),
+        ((5, 3, 1, "full"), ["padding='full'", "'valid', 'same'"]),
+    ],
+)
+def test_conv_errors_name_the_bad_value_and_what_would_be_valid(
+    arguments: tuple[Any, ...], fragments: list[str]
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        A.conv2d_output_size(*arguments)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "keywords", "fragments"),
+    [
+        ((5, 3), {"padding": 2}, ["padding=2", "padding <= 1", "kernel_size // 2"]),
+        ((5, 7), {}, ["kernel_size=7", "kernel_size <= 5", "ceil_mode=True"]),
+        ((5, 3), {"dilation": 4, "ceil_mode": True}, ["ceil_mode=True", "stride >= 5"]),
+        ((5, 2), {"stride": 0}, ["stride=0", "stride >= 1"]),
+        ((5, 2), {"padding": "same"}, ["padding='same'", "convolutions"]),
+    ],
+)
+def test_pool_errors_name_the_bad_value_and_what_would_be_valid(
+    arguments: tuple[Any, ...], keywords: dict[str, Any], fragments: list[str]
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        A.pool2d_output_size(*arguments, **keywords)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+@SETTINGS
+@given(
+    size=st.integers(1, 12),
+    kernel=st.integers(1, 12),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 3),
+    dilation=st.integers(1, 3),
+    ceil_mode=st.booleans(),
+)
+def test_suggested_fixes_are_valid(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> None:
+    """Every ``name <= value`` / ``name >= value`` / ``name=value`` an error suggests works."""
+    import re
+
+    calls = [
+        (A.conv2d_output_size, {"stride": stride, "padding": padding, "dilation": dilation}),
+        (
+            A.pool2d_output_size,
+            {"stride": stride, "padding": min(padding, kernel // 2), "dilation": dilation,
+             "ceil_mode": ceil_mode},
+        ),
+    ]  # fmt: skip
+    for function, keywords in calls:
+        try:
+            function(size, kernel, **keywords)
+        except ValueError as error:
+            message = str(error)
+            for name, value in re.findall(
+                r"(\w+) (?:<=|>=|=) ?(\d+|True)", message.split("use ")[-1]
+            ):
+                fixed = {"kernel_size": kernel, **keywords}
+                fixed[name] = True if value == "True" else int(value)
+                function(size, **fixed)  # must not raise
+
+
+def test_wrong_types_raise_type_error() -> None:
+    for bad in (2.0, True, "3", None):
+        with pytest.raises(TypeError):
+            A.conv2d_output_size(28, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="3 values"):
+        A.pool2d_output_size(28, (2, 2, 2))  # type: ignore[arg-type]
+
+
+def test_importing_the_module_does_not_import_torch() -> None:
+    code = "import sys, lenet_course.arithmetic as a; a.conv2d_output_size(28, 5); "
+    code += "assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- receptive field ----------------------------------------------------------------------------
+
+
+def test_lenet_receptive_field() -> None:
+    windows = [A.Window(5, 1, 2, name="C1"), A.Window(2, 2), A.Window(5), A.Window(2, 2)]
+    fields = A.receptive_fields(windows)
+    assert [(f.size, f.jump) for f in fields] == [(5, 1), (6, 2), (14, 2), (16, 4)]
+    assert fields[0].name == "C1" and fields[-1].start == 5.5
+
+
+window = st.one_of(
+    st.builds(
+        lambda k, s, p, d: ("conv", k, s, p, d),
+        st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(1, 3),
+    ),
+    st.integers(1, 3).flatmap(
+        lambda k: st.builds(
+            lambda s, p: ("pool", k, s, p, 1), st.integers(1, 3), st.integers(0, k // 2)
+        )
+    ),
+)  # fmt: skip
+
+
+@settings(SETTINGS, max_examples=150)
+@given(st.lists(window, min_size=1, max_size=4))
+def test_receptive_field_matches_the_gradient(layers: list[tuple[Any, ...]]) -> None:
+    """The input pixels that move one output unit span exactly the computed field."""
+    length = 100
+    modules: list[nn.Module] = []
+    for kind, k, s, p, d in layers:
+        if kind == "conv":
+            conv = nn.Conv1d(1, 1, k, s, p, d, bias=False, dtype=torch.float64)
+            nn.init.ones_(conv.weight)
+            modules.append(conv)
+        else:
+            modules.append(nn.AvgPool1d(k, s, p))
+    model = nn.Sequential(*modules)
+    x = torch.zeros(1, 1, length, dtype=torch.float64, requires_grad=True)
+    try:
+        y = model(x)
+    except RuntimeError:
+        return  # the stack does not fit in the input; sizes are tested above
+    field = A.receptive_fields(A.windows_of(model))[-1]
+    unit = y.shape[-1] // 2
+    centre = field.start + unit * field.jump
+    low, high = centre - (field.size - 1) / 2, centre + (field.size - 1) / 2
+    if low < 0 or high > length - 1:
+        return  # the field reaches into the padding; its visible part is clipped
+    y[0, 0, unit].backward()
+    touched = torch.nonzero(x.grad[0, 0]).flatten()
+    assert (touched.min().item(), touched.max().item()) == (low, high)
+
+
+def test_windows_of_reads_a_model_and_stops_at_flatten() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, (3, 5)),
+        nn.Flatten(), nn.Linear(10, 10), nn.Conv2d(1, 1, 3),
+    )  # fmt: skip
+    assert A.windows_of(model) == [
+        A.Window(5, 1, 2, 1, "0"), A.Window(2, 2, 0, 1, "2"), A.Window(3, 1, 0, 1, "3"),
+    ]  # fmt: skip
+    assert A.windows_of(model, axis=1)[-1].kernel_size == 5
+    assert A.receptive_fields(model)[-1].size == 1 + 4 + 1 + 2 * 2
+
+
+# --- parameter and connection counts ------------------------------------------------------------
+
+
+def modern_lenet() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+        nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+def test_modern_lenet_counts() -> None:
+    model = modern_lenet()
+    assert A.count_parameters(model) == 61_706
+    assert A.conv2d_parameters(1, 6, 5) + A.conv2d_parameters(6, 16, 5) == 156 + 2_416
+    assert (
+        A.linear_parameters(400, 120) + A.linear_parameters(120, 84) + A.linear_parameters(84, 10)
+        == 48_120 + 10_164 + 850
+    )
+    trace = A.trace_shapes(model, (1, 1, 28, 28))
+    assert trace.total_parameters == 61_706
+    assert [row.multiply_adds for row in trace if row.multiply_adds] == [
+        117_600, 240_000, 48_000, 10_080, 840,
+    ]  # fmt: skip
+    assert trace.total_multiply_adds == 416_520
+    assert trace[-1].output_shape == (1, 10)
+
+
+@SETTINGS
+@given(
+    groups=st.integers(1, 3),
+    in_per_group=st.integers(1, 3),
+    out_per_group=st.integers(1, 3),
+    kernel=int_or_pair(1, 4),
+    bias=st.booleans(),
+)
+def test_conv_formulas_match_numel_and_the_trace(
+    groups: int, in_per_group: int, out_per_group: int, kernel: Any, bias: bool
+) -> None:
+    cin, cout = groups * in_per_group, groups * out_per_group
+    conv = nn.Conv2d(cin, cout, kernel, groups=groups, bias=bias)
+    assert A.conv2d_parameters(cin, cout, kernel, groups, bias) == A.count_parameters(conv)
+    row = A.trace_shapes(conv, (1, cin, 9, 9))[0]
+    output = row.output_shape[-2:]
+    assert A.conv2d_multiply_adds(cin, cout, kernel, output, groups) == row.multiply_adds
+
+
+def test_conv2d_parameters_rejects_groups_that_do_not_divide() -> None:
+    with pytest.raises(ValueError, match="groups=4"):
+        A.conv2d_parameters(6, 16, 5, groups=4)
+
+
+def test_the_1998_paper_table() -> None:
+    layers = {layer.name: layer for layer in A.lenet5_1998_layers()}
+    expected = {
+        "C1": (6, 28, 156, 122_304),
+        "S2": (6, 14, 12, 5_880),
+        "C3": (16, 10, 1_516, 151_600),
+        "S4": (16, 5, 32, 2_000),
+        "C5": (120, 1, 48_120, 48_120),
+        "F6": (84, 1, 10_164, 10_164),
+        "OUTPUT": (10, 1, 0, 840),
+    }
+    for name, numbers in expected.items():
+        layer = layers[name]
+        assert (layer.maps, layer.map_size, layer.parameters, layer.connections) == numbers
+    assert sum(layer.parameters for layer in layers.values()) == 60_000
+    assert sum(layer.connections for layer in layers.values()) == 340_908
+    assert layers["OUTPUT"].fixed_parameters == 840
+    assert A.subsampling_parameters(6) == 12
+    assert A.sparse_conv2d_parameters(A.C3_TABLE, 5) == 1_516
+    # Without Table I (every C3 map reading all six S2 maps) C3 would be a plain convolution.
+    assert A.sparse_conv2d_parameters([range(6)] * 16, 5) == A.conv2d_parameters(6, 16, 5)
+
+
+def test_c3_table_is_the_papers() -> None:
+    assert len(A.C3_TABLE) == 16
+    assert [len(inputs) for inputs in A.C3_TABLE] == [3] * 6 + [4] * 9 + [6]
+    # Table I, row 0 (S2 map 0) is read by these C3 maps:
+    assert [j for j, inputs in enumerate(A.C3_TABLE) if 0 in inputs] == [
+        0, 4, 5, 6, 9, 10, 11, 12, 14, 15,
+    ]  # fmt: skip
+
+
+# --- count_parameters and trace_shapes on models written elsewhere -----------------------------
+
+
+def test_trace_shapes_on_d2l_lenet() -> None:
+    d2l = pytest.importorskip("d2l.torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lazy modules warn that they are new
+        model = d2l.LeNet()
+    with pytest.raises(ValueError, match="forward pass"):
+        A.count_parameters(model)
+    model.train()
+    trace = A.trace_shapes(model, (1, 1, 28, 28))
+    assert model.training, "trace_shapes must put the model back in training mode"
+    assert [row.name for row in trace][:3] == ["net.0", "net.1", "net.2"]
+    assert [row.output_shape for row in trace if row.type in ("Conv2d", "AvgPool2d")] == [
+        (1, 6, 28, 28), (1, 6, 14, 14), (1, 16, 10, 10), (1, 16, 5, 5),
+    ]  # fmt: skip
+    assert trace.total_parameters == A.count_parameters(model) == 61_706
+    assert trace.total_multiply_adds == 416_520
+
+
+class Block(nn.Module):
+    """A nested module with a parameter of its own and a layer used twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.body = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())
+        self.shared = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x) * self.scale
+        return self.shared(self.shared(x))
+
+
+def test_trace_shapes_on_nested_modules_counts_each_parameter_once() -> None:
+    model = nn.Sequential(Block(), nn.Flatten(), nn.BatchNorm1d(48))
+    trace = A.trace_shapes(model, (2, 3, 4, 4))
+    names = [row.name for row in trace]
+    assert names == ["0.body.0", "0.body.1", "0.shared", "0.shared", "0", "1", "2"]
+    assert trace.total_parameters == A.count_parameters(model)
+    assert [row.parameters for row in trace][2:4] == [20, 0]
+    assert trace[0].multiply_adds == 2 * 3 * 4 * 4 * 3 * 9
+    assert trace[2].multiply_adds == 2 * 3 * 4 * 4 * 4
+    assert trace[-1].multiply_adds is None and "?" in str(trace)
+    flatten = trace[5]
+    assert flatten.type == "Flatten" and not flatten.new_memory
+
+
+def test_trace_shapes_tables_read_well() -> None:
+    trace = A.trace_shapes(modern_lenet(), (1, 1, 28, 28))
+    text = str(trace)
+    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "parameters",
+                                            "multiply-adds"]  # fmt: skip
+    assert "61,706" in text and "416,520" in text and "(1, 16, 5, 5)" in text
+    html = trace._repr_html_()
+    assert html.startswith("<table>") and html.count("<tr>") == len(trace) + 3
+    assert repr(trace) == text
+    assert trace.activation_bytes == 4 * (4704 + 4704 + 1176 + 1600 + 1600 + 400 + 120 * 2
+                                          + 84 * 2 + 10)  # fmt: skip
+
+
+def test_count_parameters_trainable_only() -> None:
+    model = modern_lenet()
+    model[0].requires_grad_(False)
+    assert A.count_parameters(model, trainable_only=True) == 61_706 - 156
