@@ -46,7 +46,13 @@ lab: data
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
+	-tools/ensure_chromium.sh
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
+# Builds book/_build/html from the notebooks' stored outputs (no execution), warnings as errors.
+# BOOK_EXECUTE=1 re-executes every notebook first (BOOK_TIMEOUT: seconds per cell, default 1800).
+book: $(if $(filter 1,$(BOOK_EXECUTE)),data,$(STAMP))
+	$(PY) tools/build_book.py
+
 clean:
-	rm -rf book/_build .pytest_cache test-artifacts
+	rm -rf book/_build book/notebooks .pytest_cache test-artifacts

@@ -1,0 +1,237 @@
+"""The Jupyter Book site: `make book` (tools/build_book.py) builds from the stored outputs with no
+Sphinx warning, and every notebook is a page of the site, in reading order, with its figures.
+
+The build goes to book/_build/html (the same place as `make book`); tests/test_browser.py then
+reuses it.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BOOK = REPO / "book"
+HTML = BOOK / "_build" / "html"
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Hosts a page may load scripts from in the reader's browser (never at build time): the widget
+# manager for pages with stored widget state, MathJax for pages with maths.
+ALLOWED_REMOTE = ("https://cdn.jsdelivr.net/npm/", "https://cdnjs.cloudflare.com/ajax/libs/")
+
+
+@dataclass
+class Build:
+    """The outcome of one build of the book."""
+
+    returncode: int
+    log: str
+    seconds: float
+
+
+class Page(HTMLParser):
+    """The parts of a built page the tests look at: title, TOC links, images, scripts, styles."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.title = ""
+        self.toc: list[str] = []
+        self.images: list[str] = []
+        self.assets: list[str] = []
+        self.text = ""
+        self._in_title = False
+        self._in_code = False
+        self._nav_depth = 0
+        self.feed(path.read_text(encoding="utf-8"))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {key: value or "" for key, value in attrs}
+        if tag == "title":
+            self._in_title = True
+        if tag in ("script", "style"):
+            self._in_code = True
+        if tag == "nav" and "bd-docs-nav" in attr.get("class", ""):
+            self._nav_depth = 1
+        elif tag == "nav" and self._nav_depth:
+            self._nav_depth += 1
+        if tag == "a" and self._nav_depth and "href" in attr:
+            self.toc.append(attr["href"])
+        if tag == "img":
+            self.images.append(attr.get("src", ""))
+        if tag == "script" and attr.get("src"):
+            self.assets.append(attr["src"])
+        if tag == "link" and attr.get("rel") == "stylesheet":
+            self.assets.append(attr.get("href", ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        if tag in ("script", "style"):
+            self._in_code = False
+        if tag == "nav" and self._nav_depth:
+            self._nav_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif not self._in_code:
+            self.text += data
+
+    @property
+    def words(self) -> str:
+        """The visible text, whitespace collapsed."""
+        return " ".join(self.text.split())
+
+    def resolve(self, src: str) -> Path:
+        """The file a relative URL on this page points to."""
+        return (self.path.parent / src.split("#")[0].split("?")[0]).resolve()
+
+
+def load_build_script() -> ModuleType:
+    """Import tools/build_book.py (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("build_book", REPO / "tools" / "build_book.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def notebook_title(path: Path) -> str:
+    """The text of the notebook's first '# ' heading."""
+    for line in nbformat.read(path, as_version=4).cells[0].source.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return ""
+
+
+def words(text: str) -> str:
+    """Text reduced to lower-case letters and digits, to compare markdown with rendered HTML."""
+    return re.sub(r"[^a-z0-9]+", "", html.unescape(text).lower())
+
+
+@pytest.fixture(scope="module")
+def book() -> Build:
+    """A fresh (--all) build of the book into book/_build/html, as `make book` does."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "build_book.py"), "--all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "BOOK_EXECUTE": "0"},  # `make test` never re-executes the book
+    )
+    log = ANSI.sub("", result.stdout + result.stderr)
+    return Build(result.returncode, log, time.perf_counter() - start)
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings(book: Build) -> None:
+    problems = [line for line in book.log.splitlines() if re.search(r"WARNING|ERROR", line)]
+    assert book.returncode == 0, f"the book build failed:\n{book.log[-5000:]}"
+    assert not problems, "Sphinx warnings:\n" + "\n".join(problems)
+    assert (HTML / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_every_notebook_is_a_page_in_reading_order(book: Build) -> None:
+    assert NOTEBOOKS, "notebooks/ holds no notebook"
+    expected = [f"notebooks/{path.stem}.html" for path in NOTEBOOKS]
+    home = Page(HTML / "intro.html")
+    chapters = [href for href in home.toc if href.startswith("notebooks/")]
+    assert chapters == expected, "the table of contents does not list the notebooks in order"
+    book_title = yaml.safe_load((BOOK / "_config.yml").read_text())["title"]
+    assert words(book_title) in words(home.title)
+    for path, href in zip(NOTEBOOKS, expected, strict=True):
+        page = Page(HTML / href)
+        assert words(notebook_title(path)) in words(page.title), f"{href}: title {page.title!r}"
+        assert [h for h in page.toc if h.endswith(".html")], f"{href}: no table of contents"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_figures_are_rendered(book: Build, path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    shown = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        and not {"remove-cell", "remove-output"} & set(cell.metadata.get("tags", []))
+        for output in cell.outputs
+        if any(key.startswith("image/") for key in output.get("data", {}))
+    ]
+    page = Page(HTML / "notebooks" / f"{path.stem}.html")
+    images = [src for src in page.images if not src.startswith("data:")]
+    assert len(page.images) >= len(shown), (
+        f"{len(shown)} figures stored, {len(page.images)} <img> on the page"
+    )
+    for src in images:
+        assert page.resolve(src).is_file(), f"{path.stem}.html: <img src={src!r}> has no file"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_hidden_cells_are_collapsed(book: Build, path: Path) -> None:
+    """Solutions tagged hide-cell stay on the page, folded behind a toggle."""
+    cells = nbformat.read(path, as_version=4).cells
+    hidden = [c for c in cells if "hide-cell" in c.metadata.get("tags", [])]
+    text = (HTML / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
+    folded = re.findall(r'class="cell tag_[^"]*hide-cell[^"]*"[^>]*>\s*<details', text)
+    assert len(folded) == len(hidden), f"{len(hidden)} hide-cell cells, {len(folded)} folded"
+
+
+@pytest.mark.slow
+def test_intro_and_references(book: Build) -> None:
+    intro = Page(HTML / "intro.html").words
+    for needed in ("make lab", "make test", "LENET_COURSE_DATA", "Prerequisites"):
+        assert needed in intro, f"the introduction does not mention {needed!r}"
+    references = Page(HTML / "references.html").words
+    for needed in ("2278", "1708.07747", "Dive into Deep Learning", "Cambridge University Press"):
+        assert needed in references, f"the references page lacks {needed!r}"
+
+
+@pytest.mark.slow
+def test_theme_and_assets_are_local(book: Build) -> None:
+    """The site's own CSS and JavaScript ship with it (it works offline)."""
+    pages = sorted(HTML.glob("*.html")) + sorted(HTML.glob("notebooks/*.html"))
+    for path in pages:
+        page = Page(path)
+        for src in page.assets:
+            if src.startswith(ALLOWED_REMOTE):
+                continue
+            assert not re.match(r"^[a-z]+:|^//", src), f"{path.name} loads {src} from the network"
+            assert page.resolve(src).is_file(), f"{path.name}: {src} is missing from the site"
+
+
+def test_execute_switch(tmp_path: Path) -> None:
+    """BOOK_EXECUTE=1 re-executes every notebook with a timeout long enough for training."""
+    build_book = load_build_script()
+    assert build_book.execute_settings({}) is None
+    assert build_book.execute_settings({"BOOK_EXECUTE": "0"}) is None
+    settings = build_book.execute_settings({"BOOK_EXECUTE": "1"})
+    assert settings == {"execute_notebooks": "force", "timeout": 1800}
+    assert build_book.execute_settings({"BOOK_EXECUTE": "1", "BOOK_TIMEOUT": "-1"})["timeout"] == -1
+    with pytest.raises(SystemExit, match="BOOK_TIMEOUT"):
+        build_book.execute_settings({"BOOK_EXECUTE": "yes", "BOOK_TIMEOUT": "soon"})
+    config = yaml.safe_load(build_book.write_config(tmp_path, settings).read_text())
+    assert config["execute"]["execute_notebooks"] == "force"
+    assert config["execute"]["timeout"] == 1800
+    assert config["title"] == yaml.safe_load((BOOK / "_config.yml").read_text())["title"]
+    stored = yaml.safe_load((BOOK / "_config.yml").read_text())["execute"]
+    assert stored["execute_notebooks"] == "off", "`make book` must not execute the notebooks"
+    command = build_book.build_command(tmp_path, fresh=True, config=tmp_path / "c.yml")
+    assert {"--warningiserror", "--keep-going", "--all"} <= set(command)

@@ -1,0 +1,383 @@
+"""Real browser tests: headless Chromium (Debian's package) driven by Playwright.
+
+- JupyterLab, started here on a free local port with a token, on a copy of notebooks/: notebook
+  01 runs top to bottom, then moving the explorer's stride slider changes the output size it
+  displays to what ``lenet_course.arithmetic.conv2d_output_size`` says.
+- The built book (book/_build/html, built by tools/build_book.py): the index page shows the
+  title and the table of contents; the training chapter (05) shows its title and a figure.
+
+Screenshots go to test-artifacts/browser/. If Chromium is missing or cannot start, the tests
+fail with the reason (run tools/ensure_chromium.sh); they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+HTML = REPO / "book" / "_build" / "html"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = Path(os.environ.get("LENET_COURSE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# JupyterLab user settings for a quiet, deterministic session: no news or update checks (no
+# network, no toasts over the notebook), every cell attached to the DOM (no windowing).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+        "doNotDisturbMode": True,
+    },
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+# Scripts a book page may ask for in an online reader's browser (blocked here): the widget
+# manager (pages with stored widget state) and MathJax (pages with maths).
+READER_CDNS = ("https://cdn.jsdelivr.net/", "https://cdnjs.cloudflare.com/")
+OUTPUT_SIZE = re.compile(r"output size:\s*(\d+)\s*x\s*(\d+)")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server."""
+
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+
+def notebook(prefix: str) -> Path:
+    """The notebook whose name starts with ``prefix`` (fails when there is none)."""
+    found = sorted(NOTEBOOKS.glob(f"{prefix}*.ipynb"))
+    if not found:
+        pytest.fail(f"no notebooks/{prefix}*.ipynb: the browser test needs it")
+    return found[0]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save a full-page screenshot as a test artefact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless system Chromium under Playwright; fails (never skips) when it cannot start."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run tools/ensure_chromium.sh "
+            "(apt-get install -y chromium), or set LENET_COURSE_CHROMIUM to its path"
+        )
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+        except Error as error:
+            pytest.fail(f"Chromium at {CHROMIUM} does not start under Playwright: {error}")
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Any, allowed: str) -> tuple[Any, list[str]]:
+    """A page that may load only URLs starting with ``allowed``; returns it and the blocked URLs.
+
+    Blocking proves the page needs no network, and keeps a test from waiting on one.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    blocked: list[str] = []
+
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if url.startswith((allowed, "data:", "blob:")):
+            request_route.continue_()
+        else:
+            blocked.append(url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    return page, blocked
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path, real_data_root: Path) -> Iterator[Lab]:
+    """JupyterLab on a free port with a random token, serving a copy of notebooks/."""
+    root = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = tmp_path / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    port, token = free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        f"--ServerApp.token={token}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1", f"--notebook-dir={root}",
+        f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # CI containers run as root
+    env = {
+        **os.environ,
+        "LENET_COURSE_DATA": str(real_data_root),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    log = tmp_path / "jupyterlab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start (exit {server.poll()}):\n"
+                                f"{log.read_text()[-3000:]}")  # fmt: skip
+                time.sleep(0.5)
+        yield Lab(url, token, root, log)
+    finally:
+        # SIGTERM: the server shuts its kernels down, then exits.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, ARTIFACTS / "jupyterlab.log")
+
+
+def run_all_cells(page: Any, cells: int, timeout_s: float) -> list[str]:
+    """Clear every output, run all cells from the menu and wait; return the input prompts."""
+    page.get_by_role("menuitem", name="Edit", exact=True).click()
+    page.get_by_role("menuitem", name="Clear Outputs of All Cells", exact=True).click()
+    prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')]
+              .every(p => !/\\d/.test(p.textContent))"""
+    )
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():  # "Select Kernel": the kernel was not attached yet after all
+        dialog.locator(".jp-mod-accept").click()
+    indicator = page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator")
+    start = time.monotonic()
+    idle_since = None
+    while True:
+        texts = prompts.all_text_contents()
+        idle = indicator.get_attribute("data-status") == "idle"
+        if idle and all(re.search(r"\[\d+\]", text) for text in texts):
+            return texts
+        started = any(re.search(r"\[[\d*]+\]", text) for text in texts)
+        # Run All stops at the first error: idle, with cells left unexecuted, for a while.
+        idle_since = (idle_since or time.monotonic()) if idle else None
+        waited = time.monotonic() - start
+        if (idle_since and time.monotonic() - idle_since > 15) or waited > timeout_s:
+            screenshot(page, "01-run-failed")
+            errors = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
+            reason = "stopped early" if started else "never started"
+            if waited > timeout_s:
+                reason = f"did not finish within {timeout_s} s"
+            pytest.fail(
+                f"Run All Cells {reason} (prompts {texts}); stderr outputs:\n"
+                + "\n---\n".join(errors.all_inner_texts())[-3000:]
+            )
+        time.sleep(0.5)
+
+
+def slider_values(box: Any) -> dict[str, int]:
+    """The explorer's slider values by description, e.g. {'stride': 1, ...}."""
+    values = {}
+    for slider in box.locator(".widget-slider").all():
+        label = slider.locator(".widget-label").inner_text().strip().rstrip(":").lower()
+        values[label] = int(slider.locator(".widget-readout").inner_text().strip())
+    return values
+
+
+def expected_output_size(values: dict[str, int]) -> tuple[int, int]:
+    """What ``conv2d_output_size`` says for the slider values (matched by their descriptions)."""
+    from lenet_course.arithmetic import conv2d_output_size
+
+    def pick(pattern: str, default: int | None = None) -> int:
+        found = [value for label, value in values.items() if re.search(pattern, label)]
+        if not found and default is None:
+            pytest.fail(f"no slider matching {pattern!r} among {sorted(values)}")
+        return found[0] if found else default
+
+    size = conv2d_output_size(
+        pick(r"input|^size|image"),
+        pick(r"kernel"),
+        stride=pick(r"stride"),
+        padding=pick(r"pad", 0),
+        dilation=pick(r"dilat", 1),
+    )
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def conv_explorer(page: Any) -> tuple[Any, Any]:
+    """The convolution explorer's widget box and its stride slider.
+
+    The box is the nearest widget box around a slider described "stride" that also shows the
+    output size; the pooling explorer (it has a ceil_mode checkbox) is passed over.
+    """
+    label = page.locator(".widget-label", has_text=re.compile(r"^\s*stride\s*$", re.I))
+    sliders = page.locator(".widget-slider", has=label)
+    assert sliders.count() >= 1, "no slider described 'stride' in the notebook's outputs"
+    nearest_box = (
+        "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' widget-box ')]"
+        "[.//*[contains(text(), 'output size:')]][1]"
+    )
+    for slider in sliders.all():
+        box = slider.locator(nearest_box)
+        if box.count() == 1 and box.locator(".widget-checkbox").count() == 0:
+            return box, slider
+    pytest.fail("no convolution explorer (stride slider next to 'output size: H x W')")
+
+
+def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
+    """Notebook 01 runs in JupyterLab; the stride slider changes the displayed output size."""
+    path = notebook("01_")
+    cells = len(nbformat.read(path, as_version=4).cells)
+    page, blocked = new_page(browser, jupyterlab.url)
+    page.goto(f"{jupyterlab.url}/lab/tree/{path.name}?token={jupyterlab.token}")
+    # The kernel is started and connected (clicking Run All before that asks for a kernel).
+    kernel = page.locator(".jp-StatusBar-TextItem[title^='Change kernel']")
+    kernel.filter(has_text=re.compile(r"\|\s*Idle")).wait_for(timeout=120_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length == {cells}"
+    )
+    prompts = run_all_cells(page, cells, timeout_s=900)
+    counts = [int(re.search(r"\d+", text).group()) for text in prompts]
+    assert counts == list(range(1, len(counts) + 1)), f"not run in order: {prompts}"
+    screenshot(page, "01-ran-all")
+
+    box, stride = conv_explorer(page)
+    stride.scroll_into_view_if_needed()
+    shown = box.locator(".widget-label, .widget-html-content, .jp-OutputArea-output").filter(
+        has_text=OUTPUT_SIZE
+    )
+
+    def displayed() -> tuple[int, int]:
+        match = OUTPUT_SIZE.search(shown.last.inner_text())
+        assert match, f"no 'output size: H x W' in {shown.last.inner_text()!r}"
+        return int(match.group(1)), int(match.group(2))
+
+    before = slider_values(box)
+    assert displayed() == expected_output_size(before), f"before moving: sliders {before}"
+    handle = stride.locator(".noUi-handle")
+    at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+    handle.press("ArrowLeft" if at_max else "ArrowRight")  # one step, as a user would
+    deadline = time.monotonic() + 30
+    after = slider_values(box)
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = slider_values(box)
+    assert after != before, "the stride slider did not move"
+    expected = expected_output_size(after)
+    deadline = time.monotonic() + 30
+    while displayed() != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    screenshot(page, "01-stride-moved")
+    assert displayed() == expected, f"sliders {after}: shows {displayed()}, expected {expected}"
+    assert expected != expected_output_size(before), "the move did not change the output size"
+    assert not blocked, f"JupyterLab tried to reach the network: {blocked[:5]}"
+
+
+@pytest.fixture(scope="module")
+def built_book() -> Path:
+    """book/_build/html, brought up to date (incremental after tests/test_book.py's build)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "build_book.py")],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "BOOK_EXECUTE": "0"},
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"the book does not build:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
+    return HTML
+
+
+def test_book_in_browser(browser: Any, built_book: Path) -> None:
+    """The index shows the title and the TOC; the training chapter shows its title and a figure."""
+    title = yaml.safe_load((REPO / "book" / "_config.yml").read_text())["title"]
+    chapters = sorted(NOTEBOOKS.glob("*.ipynb"))
+    training = notebook("05_")
+    page, blocked = new_page(browser, "file://")
+    page.goto((built_book / "index.html").as_uri())
+    page.wait_for_url(re.compile(r"/intro\.html$"))  # index.html redirects to the first page
+    page.wait_for_load_state()
+    assert title in page.title()
+    assert page.locator("main h1").first.inner_text().strip().startswith(title)
+    toc = page.locator("nav.bd-docs-nav")
+    assert toc.is_visible(), "no table of contents in the sidebar"
+    links = toc.locator("a[href^='notebooks/']")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert hrefs == [f"notebooks/{p.stem}.html" for p in chapters], "TOC out of order or incomplete"
+    screenshot(page, "book-index")
+
+    toc.locator(f"a[href='notebooks/{training.stem}.html']").click()  # navigate as a reader
+    page.wait_for_url(re.compile(re.escape(training.stem) + r"\.html$"))
+    page.wait_for_load_state()
+    heading = page.locator("main h1").first.inner_text()
+    title_cell = nbformat.read(training, as_version=4).cells[0].source
+    first_heading = next(line for line in title_cell.splitlines() if line.startswith("# "))
+    expected = re.sub(r"[^a-z0-9]+", "", first_heading[2:].lower())
+    assert re.sub(r"[^a-z0-9]+", "", heading.lower()) == expected, f"heading {heading!r}"
+    assert page.locator("nav.bd-docs-nav").is_visible(), "no table of contents on the chapter"
+    figures = page.locator("main img")
+    assert figures.count() >= 1, "the training chapter shows no figure"
+    figures.first.scroll_into_view_if_needed()
+    loaded = page.evaluate(
+        "[...document.querySelectorAll('main img')]"
+        ".filter(image => image.complete && image.naturalWidth > 0).length"
+    )
+    assert loaded >= 1, "no figure of the training chapter loaded"
+    screenshot(page, "book-training-chapter")
+    remote = [url for url in blocked if not url.startswith(READER_CDNS)]
+    assert not remote, f"the book fetched from the network: {remote[:5]}"
