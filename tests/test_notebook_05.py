@@ -1,0 +1,40 @@
+"""Notebook 05 (training, fast) runs short with other parameters and proves what it claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from lenet_course.train import load_checkpoint, model_from_checkpoint
+
+
+@pytest.mark.slow
+def test_notebook_05_short(run_notebook, real_data_root, tmp_path) -> None:
+    checkpoint_dir = tmp_path / "05_modern"  # never overwrite the real run in runs/05_modern
+    values = run_notebook(
+        "05_training_on_gpu.ipynb",
+        loop_images=2560,
+        train_size=10000,
+        classic_epochs=1,
+        modern_epochs=3,
+        min_modern_accuracy=0.5,
+        compare_epochs=1,
+        checkpoint_dir=str(checkpoint_dir),
+        seed=1,
+    )
+    assert values["train_size"] == 10000  # the parameters reached the notebook
+    assert values["modern_epochs"] == 3
+    assert values["modern_test_accuracy"] >= 0.5  # chance is 0.1; 10,000 images, 3 epochs
+    assert 0.0 <= values["classic_test_accuracy"] <= 1.0
+    # the device-resident loops beat the per-image DataLoader
+    assert values["fast_loop_rate"] > values["textbook_rate"]
+    assert values["fit_rate"] > values["textbook_rate"]
+    # fit beats d2l's train_ch6 on wall clock, whole epochs
+    assert values["compare_epochs"] == 1
+    assert values["d2l_ratio"] > 1.2
+    assert values["d2l_ratio"] == pytest.approx(values["our_rate"] / values["d2l_rate"])
+    # the checkpoint that notebook 06 would load
+    assert values["checkpoint_epoch"] == 3
+    assert values["checkpoint_model"]["pooling"] == "max"
+    saved = load_checkpoint(checkpoint_dir / "checkpoint.pt")
+    assert saved["history"][-1]["test_accuracy"] == pytest.approx(values["modern_test_accuracy"])
+    assert not model_from_checkpoint(saved).training
