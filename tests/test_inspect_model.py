@@ -1,0 +1,282 @@
+"""Feature maps, filters and error analysis (``lenet_course.inspect_model``), their plots and
+the feature-map explorer's pure function."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from lenet_course.arithmetic import C3_TABLE
+from lenet_course.data import ImageSet, prepare_images
+from lenet_course.inspect_model import (
+    STAGES,
+    confusion_matrix,
+    evaluate_on,
+    examples_of,
+    feature_maps,
+    learned_filters,
+    most_confidently_wrong,
+    most_confused_pairs,
+    per_class_accuracy,
+    stage_maps,
+    stages,
+)
+from lenet_course.models import build_model, transfer_weights
+
+torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs
+
+MODELS = [
+    ("v1", {}),
+    ("v2", {}),
+    ("v3", {}),
+    ("classic", {}),
+    ("lenet5-1998", {}),
+    ("v1", {"input_size": 32, "pooling": "max"}),
+    ("v3", {"input_size": 32, "activation": "tanh"}),
+]
+SHAPES = {"C1": (6, 28, 28), "S2": (6, 14, 14), "C3": (16, 10, 10), "S4": (16, 5, 5)}
+
+
+def batch_for(model: nn.Module, n: int = 3, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
+    normalization = (
+        {"kind": "paper"}
+        if model.input_spec.normalization == "paper"
+        else {"kind": "standardize", "mean": 0.3, "std": 0.35}
+    )
+    return prepare_images(images, model.input_spec, normalization)
+
+
+def model_id(item: tuple[str, dict]) -> str:
+    name, options = item
+    return name + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+# --- feature maps -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item", MODELS, ids=model_id)
+def test_stage_maps_have_the_paper_shapes_for_every_model(item):
+    name, options = item
+    torch.manual_seed(0)
+    model = build_model(name, **options)
+    maps = stage_maps(model, batch_for(model, n=3))
+    assert list(maps) == list(STAGES)
+    for stage, value in maps.items():
+        assert tuple(value.shape) == (3, *SHAPES[stage]), stage
+
+
+@pytest.mark.parametrize("item", MODELS, ids=model_id)
+def test_filters_have_conv_shapes_for_every_model(item):
+    name, options = item
+    model = build_model(name, **options)
+    assert tuple(learned_filters(model, "C1").shape) == (6, 1, 5, 5)
+    assert tuple(learned_filters(model, "C3").shape) == (16, 6, 5, 5)
+    with pytest.raises(ValueError, match="'S2' has no kernels; choose one of \\['C1', 'C3'\\]"):
+        learned_filters(model, "S2")
+
+
+def test_lenet5_1998_c3_filters_are_zero_where_table_i_has_no_connection():
+    model = build_model("lenet5-1998")
+    kernels = learned_filters(model, "C3")
+    connected = kernels.abs().flatten(2).amax(dim=2) > 0  # 16 x 6
+    expected = torch.zeros(16, 6, dtype=torch.bool)
+    for j, row in enumerate(C3_TABLE):
+        expected[j, list(row)] = True
+    assert torch.equal(connected, expected)
+    assert int(connected.sum()) == 60
+
+
+def test_lenet5_1998_maps_are_squashed_module_outputs():
+    from lenet_course.models import squash
+
+    torch.manual_seed(1)
+    model = build_model("lenet5-1998")
+    x = batch_for(model)
+    maps = stage_maps(model, x)
+    c1 = squash(model.c1(x))
+    s2 = squash(model.s2(c1))
+    torch.testing.assert_close(maps["C1"], c1.detach())
+    torch.testing.assert_close(maps["S2"], s2.detach())
+    assert float(maps["C3"].abs().max()) <= 1.7159 + 1e-6  # the squashing's amplitude A
+
+
+def test_the_three_written_ways_give_the_same_maps_with_the_same_weights():
+    torch.manual_seed(2)
+    v1 = build_model("v1", pooling="max")
+    v2, v3 = build_model("v2", pooling="max"), build_model("v3", pooling="max")
+    transfer_weights(v1, v2)
+    transfer_weights(v1, v3)
+    x = batch_for(v1)
+    reference = stage_maps(v1, x)
+    for other in (v2, v3):
+        for stage, value in stage_maps(other, x).items():
+            torch.testing.assert_close(value, reference[stage], rtol=0, atol=0)
+
+
+def test_stage_maps_match_a_forward_written_by_hand():
+    torch.manual_seed(3)
+    model = build_model("v2", activation="relu", pooling="max")
+    x = batch_for(model)
+    c1 = torch.relu(model[0](x))
+    s2 = nn.functional.max_pool2d(c1, 2)
+    maps = stage_maps(model, x, ["C1", "S2"])
+    torch.testing.assert_close(maps["C1"], c1.detach())
+    torch.testing.assert_close(maps["S2"], s2.detach())
+
+
+def test_a_d2l_style_sequential_with_lazy_layers_is_found():
+    """d2l's ``LeNet.net``: LazyConv2d, Sigmoid, AvgPool2d twice, then the dense layers."""
+    net = nn.Sequential(
+        nn.LazyConv2d(6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.LazyConv2d(16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Flatten(), nn.LazyLinear(120), nn.Sigmoid(), nn.LazyLinear(84), nn.Sigmoid(),
+        nn.LazyLinear(10),
+    )  # fmt: skip
+    net(torch.zeros(1, 1, 28, 28))
+    assert {k: v.layer for k, v in stages(net).items()} == {
+        "C1": "1", "S2": "2", "C3": "4", "S4": "5",
+    }  # fmt: skip
+    maps = stage_maps(net, torch.zeros(2, 1, 28, 28))
+    assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == SHAPES
+
+
+def test_a_model_without_conv_blocks_gets_a_helpful_error():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(ValueError, match=r"cannot find C1, S2, C3, S4 in Sequential.*\['0', '1'\]"):
+        stage_maps(mlp, torch.zeros(1, 1, 28, 28))
+
+
+def test_feature_maps_by_layer_name_and_hooks_are_removed():
+    torch.manual_seed(4)
+    model = build_model("v3")
+    x = batch_for(model, n=2)
+    maps = feature_maps(model, x, ["conv_block1.0", "conv_block2", "fc_block1"])
+    assert tuple(maps["conv_block1.0"].shape) == (2, 6, 28, 28)
+    assert tuple(maps["conv_block2"].shape) == (2, 16, 5, 5)
+    assert tuple(maps["fc_block1"].shape) == (2, 120)
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model.training  # restored after the eval-mode pass
+
+
+def test_hooks_are_removed_when_the_forward_pass_fails():
+    model = build_model("v2")
+    with pytest.raises(ValueError, match="expects a batch of shape"):
+        feature_maps(model, torch.zeros(1, 1, 20, 20), ["0"])
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_an_unknown_layer_name_lists_the_valid_ones():
+    model = build_model("v1")
+    with pytest.raises(ValueError, match=r"no layer named 'conv3' in LeNet5v1.*'conv1', 'conv2'"):
+        feature_maps(model, torch.zeros(1, 1, 28, 28), ["conv3"])
+    with pytest.raises(ValueError, match=r"unknown stage 'C5'"):
+        stage_maps(model, torch.zeros(1, 1, 28, 28), ["C5"])
+
+
+# --- error analysis -----------------------------------------------------------------------------
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    predictions = torch.tensor([0, 1, 1, 1, 0, 1])
+    confusion = confusion_matrix(labels, predictions, 3)
+    assert confusion.tolist() == [[1, 1, 0], [1, 2, 0], [0, 1, 0]]
+    accuracy = per_class_accuracy(confusion)
+    assert accuracy[:2].tolist() == [0.5, 2 / 3]
+    assert accuracy[2] == 0.0
+    assert math.isnan(per_class_accuracy(torch.zeros(2, 2, dtype=torch.long))[0])
+    with pytest.raises(ValueError, match="prediction 3 is not a class of 0..2"):
+        confusion_matrix(labels, torch.tensor([0, 1, 1, 1, 0, 3]), 3)
+    with pytest.raises(ValueError, match="6 labels but 2 predictions"):
+        confusion_matrix(labels, torch.tensor([0, 1]), 3)
+
+
+def test_most_confused_pairs_are_sorted_and_ties_broken_by_class():
+    confusion = torch.tensor([[5, 3, 0], [1, 5, 3], [2, 0, 5]])
+    assert most_confused_pairs(confusion, k=3) == [(0, 1, 3), (1, 2, 3), (2, 0, 2)]
+    assert most_confused_pairs(confusion, k=10)[-1] == (1, 0, 1)
+    assert len(most_confused_pairs(confusion, k=10)) == 4  # zero counts are not pairs
+
+
+def test_examples_and_most_confidently_wrong():
+    labels = torch.tensor([0, 1, 1, 0, 2])
+    probabilities = torch.tensor(
+        [[0.9, 0.1, 0.0], [0.7, 0.3, 0.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.6, 0.0, 0.4]]
+    )
+    predictions = probabilities.argmax(dim=1)
+    assert most_confidently_wrong(probabilities, labels, k=5).tolist() == [3, 1, 4]
+    assert most_confidently_wrong(probabilities, labels, k=1).tolist() == [3]
+    assert examples_of(labels, predictions, true=1, predicted=0).tolist() == [1]
+    assert examples_of(labels, predictions, true=2, predicted=1).tolist() == []
+
+
+def test_evaluate_on_agrees_with_a_plain_forward_pass():
+    torch.manual_seed(5)
+    model = build_model("v1")
+    generator = torch.Generator().manual_seed(6)
+    images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8, generator=generator)
+    data = ImageSet(images, torch.tensor([0, 1, 2, 3, 4, 5, 6]), tuple("abcdefghij"))
+    normalization = {"kind": "standardize", "mean": 0.3, "std": 0.35}
+    result = evaluate_on(model, data, normalization, batch_size=3)
+    model.eval()
+    with torch.no_grad():
+        logits = model(prepare_images(images, model.input_spec, normalization))
+    torch.testing.assert_close(result.probabilities, torch.softmax(logits, dim=1))
+    assert torch.equal(result.predictions, logits.argmax(dim=1))
+    assert result.accuracy == float((logits.argmax(dim=1) == data.labels).double().mean())
+    assert int(result.confusion.sum()) == 7
+
+
+# --- plots and the explorer ---------------------------------------------------------------------
+
+
+def test_inspection_plots_return_figures_with_one_panel_per_item():
+    from lenet_course.plots import (
+        show_confusion_matrix,
+        show_feature_maps,
+        show_filters,
+        show_per_class_accuracy,
+        show_predictions,
+    )
+
+    model = build_model("lenet5-1998")
+    figure = show_filters(learned_filters(model, "C3"))
+    assert isinstance(figure, Figure) and len(figure.axes) == 16 * 6
+    maps = stage_maps(model, batch_for(model, n=1))
+    assert len(show_feature_maps(maps["C3"][0]).axes) == 16
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    figure = show_predictions(images, [0, 1, 2], [0, 2, 2], list("abc"), [0.9, 0.5, 0.8], ncols=2)
+    colors = [ax.title.get_color() for ax in figure.axes[:3]]
+    assert colors == ["tab:green", "tab:red", "tab:green"]
+    assert figure.axes[1].title.get_text() == "c (0.50)\ntrue: b"
+    confusion = torch.tensor([[3, 1], [0, 4]])
+    assert len(show_confusion_matrix(confusion, ["x", "y"]).axes[0].texts) == 4
+    assert isinstance(show_per_class_accuracy(per_class_accuracy(confusion), ["x", "y"]), Figure)
+    with pytest.raises(ValueError, match="3 images, 2 labels and 3 predictions"):
+        show_predictions(images, [0, 1], [0, 1, 2], list("abc"))
+
+
+def test_feature_map_view_and_explorer():
+    from lenet_course.widgets import feature_map_explorer, feature_map_view
+
+    torch.manual_seed(7)
+    model = build_model("v2")
+    data = ImageSet(
+        torch.zeros(4, 28, 28, dtype=torch.uint8), torch.tensor([3, 1, 2, 0]), tuple("abcd")
+    )
+    normalization = {"kind": "standardize", "mean": 0.3, "std": 0.35}
+    view = feature_map_view(model, data, normalization, index=0, stage="S4")
+    assert tuple(view.maps.shape) == (16, 5, 5) and view.label == "d"
+    assert view.caption.startswith("test image 0 (d) through S4: 16 maps of 5x5, values ")
+    with pytest.raises(ValueError, match="index=4; choose an image in 0..3"):
+        feature_map_view(model, data, normalization, index=4, stage="C1")
+    explorer = feature_map_explorer(model, data, normalization, index=2)
+    slider, menu = explorer.children[0].children
+    assert (slider.value, slider.max, menu.options) == (2, 3, ("C1", "S2", "C3", "S4"))
+    menu.value = "C3"  # redraws through the pure function without error
