@@ -19,12 +19,14 @@ ifdef LENET_COURSE_DATA
 export LENET_COURSE_DATA := $(abspath $(LENET_COURSE_DATA))
 endif
 
-.PHONY: lab test venv data book train clean help
+.PHONY: lab test venv data book train bench clean help
 
 help:
 	@echo "make lab   - set up .venv and the data, start JupyterLab on notebooks/ (the course)"
 	@echo "make test  - set up .venv and run every test (package, notebooks, book, browser)"
 	@echo "make book  - build the Jupyter Book site into book/_build/html"
+	@echo "make train - train the modern LeNet on Fashion-MNIST into runs/train (TRAIN_ARGS=...)"
+	@echo "make bench - our trainer against d2l's train_ch6, side by side (benchmarks/)"
 
 venv: $(STAMP)
 
@@ -48,6 +50,14 @@ lab: data
 test: $(STAMP)
 	-tools/ensure_chromium.sh
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+# The modern recipe of notebook 05 from the command line; add options with TRAIN_ARGS="...".
+train: data
+	$(PY) -m lenet_course train --pooling max --nesterov --label-smoothing 0.1 --epochs 12 \
+		--out runs/train $(TRAIN_ARGS)
+
+bench: data
+	$(PY) benchmarks/bench_d2l.py --epochs 10
 
 # Builds book/_build/html from the notebooks' stored outputs (no execution), warnings as errors.
 # BOOK_EXECUTE=1 re-executes every notebook first (BOOK_TIMEOUT: seconds per cell, default 1800).
