@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    parser.set_defaults(subparsers=sub.choices)
     return parser
 
 
@@ -461,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    args.parser = parser
+    # Errors found after parsing name the subcommand: "python -m lenet_course train: error: ..."
+    args.parser = args.subparsers[args.command]
     return COMMANDS[args.command][2](args)
 
 
