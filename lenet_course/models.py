@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -118,6 +119,15 @@ def _pooling_module(name: str) -> nn.Module:
     return {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}[name](kernel_size=2, stride=2)
 
 
+#: The functions LeNet5v1 applies in ``forward``, by option name.
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+}  # fmt: skip
+POOLING_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "avg": F.avg_pool2d, "max": F.max_pool2d,
+}  # fmt: skip
+
+
 class _Configured:
     """Sets ``config`` and ``input_spec`` for the three modern LeNets (a mix-in)."""
 
@@ -160,8 +170,18 @@ class LeNet5v1(_Configured, nn.Module):
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
-        self.act = {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[activation]
-        self.pool = {"avg": F.avg_pool2d, "max": F.max_pool2d}[pooling]
+
+    # Looked up by name rather than stored as attributes, so that the module pickles
+    # (torch.save(model) cannot pickle F.max_pool2d, a function made inside torch).
+    @property
+    def act(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The activation function applied in ``forward``."""
+        return ACTIVATION_FUNCTIONS[self.config["activation"]]
+
+    @property
+    def pool(self) -> Callable[..., torch.Tensor]:
+        """The pooling function applied in ``forward``."""
+        return POOLING_FUNCTIONS[self.config["pooling"]]
 
     def extra_repr(self) -> str:  # print() shows modules only; say what forward adds
         c = self.config

@@ -509,3 +509,20 @@ def test_map_loss_trains() -> None:
         optimizer.step()
     assert loss.item() < first / 2
     assert (model.scores(model(x)).argmax(1) == targets).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v3", "classic", "lenet5-1998"])
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_whole_models_pickle(name: str, pooling: str) -> None:
+    """torch.save(model) works for every course model (the tutorials' pattern that notebook 06
+    shows being refused by weights_only=True must first be possible)."""
+    import io
+
+    options = {} if name == "lenet5-1998" else {"pooling": pooling}
+    model = build_model(name, **options)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)  # our own bytes, written just above
+    x = torch.randn(2, *model.input_spec.shape)
+    assert torch.equal(loaded(x), model(x))
