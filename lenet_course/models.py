@@ -359,7 +359,9 @@ class Subsampling(nn.Module):
     """S2/S4: each map sums its 2x2 inputs, times one trainable coefficient, plus a trainable bias.
 
     Two parameters per map (6 maps: 12 parameters; 16 maps: 32).  The squashing follows in
-    :class:`LeNet5_1998`.
+    :class:`LeNet5_1998`.  Section II-B of the paper says the four inputs are *added*; Section
+    II-A, on subsampling in general, says *averaged*.  A factor of 4 tells them apart, and the
+    trainable coefficient absorbs it; we follow II-B.
     """
 
     def __init__(self, channels: int) -> None:

@@ -54,7 +54,10 @@ PAPER_HESSIAN_SAMPLES = 500
 #: Test error rates of LeNet-5 on MNIST, in percent (Section III-B; Fig. 9).
 PAPER_TEST_ERROR = 0.95
 PAPER_TEST_ERROR_DISTORTED = 0.8
-#: Trainable parameters and connections per layer as printed in Section II-B.
+#: Trainable parameters and connections per layer (Section II-B).  For the fully connected C5
+#: and F6 every connection is a parameter and the paper prints one number (C5: 48,120
+#: trainable connections; F6: 10,164 trainable parameters).  Totals (Section II-A): 60,000
+#: trainable parameters, 340,908 connections.
 PAPER_LAYER_COUNTS: dict[str, tuple[int, int]] = {
     "C1": (156, 122_304),
     "S2": (12, 5_880),
