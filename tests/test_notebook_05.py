@@ -25,12 +25,9 @@ def test_notebook_05_short(run_notebook, real_data_root, tmp_path) -> None:
     assert values["modern_epochs"] == 3
     assert values["modern_test_accuracy"] >= 0.5  # chance is 0.1; 10,000 images, 3 epochs
     assert 0.0 <= values["classic_test_accuracy"] <= 1.0
-    # the device-resident loops beat the per-image DataLoader
-    assert values["fast_loop_rate"] > values["textbook_rate"]
-    assert values["fit_rate"] > values["textbook_rate"]
-    # fit beats d2l's train_ch6 on wall clock, whole epochs
+    # speeds are measured and recorded, never asserted here (benchmarks/ measure them on demand)
+    assert all(values[k] > 0 for k in ("textbook_rate", "fast_loop_rate", "fit_rate"))
     assert values["compare_epochs"] == 1
-    assert values["d2l_ratio"] > 1.2
     assert values["d2l_ratio"] == pytest.approx(values["our_rate"] / values["d2l_rate"])
     # the checkpoint that notebook 06 would load
     assert values["checkpoint_epoch"] == 3
