@@ -5,7 +5,8 @@
   stage).  Given the same weights they compute bitwise-equal outputs and gradients.  Options choose
   the activation (``relu``/``sigmoid``/``tanh``), the pooling (``avg``/``max``) and the input size
   (28 with padding 2, or 32 without padding); d2l's classic LeNet is ``activation="sigmoid",
-  pooling="avg"``, the variant of a popular Keras tutorial ``activation="tanh", pooling="max"``.
+  pooling="avg"``; the tanh LeNets of Keras tutorials are ``activation="tanh"`` with
+  ``pooling="avg"`` or ``pooling="max"``.
 - :func:`transfer_weights` copies the weights of one LeNet into another that names or nests its
   layers differently (including d2l's ``d2l.torch.LeNet``).
 - :class:`LeNet5_1998` is the network of LeCun, Bottou, Bengio and Haffner, "Gradient-based
