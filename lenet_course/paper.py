@@ -8,6 +8,8 @@ Proc. IEEE 86(11):2278-2324, 1998.  What this module holds:
   :data:`PAPER_SCHEDULE`, mu = 0.02, the diagonal Hessian re-estimated on 500 samples per pass;
 - :class:`SDLM`, the stochastic diagonal Levenberg-Marquardt method of Appendix C, with
   :func:`diagonal_hessian`, the Gauss-Newton second derivatives it needs, for ``LeNet5_1998``;
+- :func:`reinitialise_`, which redraws the 1998 network's weights by the bound Appendix A prints
+  (+/-2.4/F_i) or by the 1/sqrt(F_i) rule of LeCun et al.'s "Efficient BackProp" (1998);
 - :data:`REPRODUCTION`, the modern optimiser settings this course trains the 1998 network
   with instead (Adam, cosine schedule), and :func:`reproduction_command`, the same run as a
   ``python -m lenet_course train`` command line;
@@ -333,6 +335,63 @@ def sdlm_for(
         batch_size=batch_size,
         refresh_every=steps_per_pass,
     )
+
+
+# --- initialisation (Appendix A) ----------------------------------------------------------------
+
+#: Bounds b of the uniform draw U(-b, b) for a unit with fan-in F_i, by rule name.
+INIT_BOUNDS: dict[str, Callable[[int], float]] = {
+    # Appendix A as printed: +/-2.4/F_i (what LeNet5_1998's constructor draws).
+    "paper": lambda fan_in: 2.4 / fan_in,
+    # LeCun, Bottou, Orr and Mueller, "Efficient BackProp" (1998): standard deviation 1/sqrt(F_i),
+    # here as the uniform draw with that deviation, +/-sqrt(3/F_i) (Keras's "lecun_uniform").
+    "efficient-backprop": lambda fan_in: math.sqrt(3.0 / fan_in),
+}
+
+
+def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
+    """For every parameter of ``model``: (slice of its first dimension, fan-in F_i) pairs.
+
+    F_i counts the inputs of one unit (its bias not included): 25 for C1, 4 for S2 and S4, 25
+    times the number of S2 maps that a C3 map reads (Table I), 400 for C5, 120 for F6.
+    """
+    if not isinstance(model, LeNet5_1998):
+        raise TypeError(f"fan_ins follows the layers of LeNet5_1998; got {type(model).__name__}")
+    whole = slice(None)
+    fans = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}
+    result = {f"{layer}.{kind}": [(whole, fan)] for layer, fan in fans.items()
+              for kind in ("weight", "bias")}  # fmt: skip
+    k2 = model.c3.kernel_size**2
+    weight, bias, start = [], [], 0
+    for j, row in enumerate(model.c3.table):
+        weight.append((slice(start, start + len(row)), len(row) * k2))
+        bias.append((slice(j, j + 1), len(row) * k2))
+        start += len(row)
+    result["c3.weight"], result["c3.bias"] = weight, bias
+    return result
+
+
+@torch.no_grad()
+def reinitialise_(
+    model: LeNet5_1998, rule: str = "paper", generator: torch.Generator | None = None
+) -> LeNet5_1998:
+    """Redraw every trainable parameter of ``model`` uniformly in +/-``INIT_BOUNDS[rule](F_i)``.
+
+    ``"paper"``: +/-2.4/F_i as Appendix A prints it.  ``"efficient-backprop"``: standard
+    deviation 1/sqrt(F_i), the rule of "Efficient BackProp" (LeCun, Bottou, Orr and Mueller, 1998)
+    for the same squashing function; its bounds are 0.72 sqrt(F_i) times wider (3.6 times for
+    C1, 14 times for C5).  Biases are drawn like the weights of their unit.  The fixed RBF
+    prototypes are not parameters and stay as they are.  Returns ``model``.
+    """
+    if rule not in INIT_BOUNDS:
+        raise ValueError(f"rule={rule!r} is unknown; use one of {tuple(INIT_BOUNDS)}")
+    bound_for = INIT_BOUNDS[rule]
+    parameters = dict(model.named_parameters())
+    for name, pieces in fan_ins(model).items():
+        for part, fan_in in pieces:
+            bound = bound_for(fan_in)
+            parameters[name][part].uniform_(-bound, bound, generator=generator)
+    return model
 
 
 # --- the 1998 network, one modern change at a time --------------------------------------------

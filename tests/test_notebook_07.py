@@ -35,6 +35,7 @@ def test_committed_outputs_meet_the_issue_bounds() -> None:
     assert values["reproduction_test_error"] <= 1.2
     assert values["modern_test_accuracy"] >= 0.992
     assert values["sdlm_loss_after"] > values["sdlm_loss_before"]
+    assert values["sdlm_wide_loss_after"] < values["sdlm_wide_loss_before"] / 3
     assert sorted(values["ablation_errors"]) == sorted(ABLATION_ROWS)  # stored JSON sorts keys
     assert values["ablation_epochs"] == 1
 
@@ -68,7 +69,8 @@ def test_short_run_and_the_command_line_agree(
         **{name: list(counts) for name, counts in paper.PAPER_LAYER_COUNTS.items()},
         "OUTPUT": [0, 840],
     }
-    assert values["sdlm_loss_after"] > values["sdlm_loss_before"]
+    assert values["sdlm_loss_after"] > values["sdlm_loss_before"]  # printed initialisation
+    assert values["sdlm_wide_loss_after"] < values["sdlm_wide_loss_before"] / 3  # 1/sqrt(F_i)
     error = values["reproduction_test_error"]
     assert 0 <= error < 50 and values["reproduction_passes"] == 1  # chance would be 90%
     assert values["modern_test_accuracy"] > 0.9

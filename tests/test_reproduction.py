@@ -204,6 +204,97 @@ def test_sdlm_for_estimates_on_the_given_images() -> None:
         paper.sdlm_for(model, images, batch_size=2, steps_per_pass=10, samples=21)
 
 
+# --- initialisation ------------------------------------------------------------------------------
+
+
+def test_fan_ins_are_the_constructors() -> None:
+    """The constructor draws within +/-2.4/F_i with the F_i that fan_ins reports, and uses it."""
+    torch.manual_seed(0)
+    model = LeNet5_1998()
+    parameters = dict(model.named_parameters())
+    fans = paper.fan_ins(model)
+    assert sorted(fans) == sorted(parameters)
+    assert [fan for _, fan in fans["c3.bias"]] == [25 * len(row) for row in arithmetic.C3_TABLE]
+    for name, pieces in fans.items():
+        covered = sum(parameters[name][part].shape[0] for part, _ in pieces)
+        assert covered == parameters[name].shape[0], name  # every unit has its fan-in
+        for part, fan_in in pieces:
+            values = parameters[name][part]
+            assert values.abs().max() <= 2.4 / fan_in, name
+            if values.numel() >= 100:
+                assert values.abs().max() > 0.9 * 2.4 / fan_in, name  # the whole range is drawn
+
+
+@pytest.mark.parametrize("rule", sorted(paper.INIT_BOUNDS))
+def test_reinitialise_draws_each_unit_within_its_bound(rule: str) -> None:
+    model = LeNet5_1998()
+    prototypes = model.output.prototypes.clone()
+    returned = paper.reinitialise_(model, rule, generator=torch.Generator().manual_seed(1))
+    assert returned is model
+    parameters = dict(model.named_parameters())
+    for name, pieces in paper.fan_ins(model).items():
+        for part, fan_in in pieces:
+            values, bound = parameters[name][part], paper.INIT_BOUNDS[rule](fan_in)
+            assert values.abs().max() <= bound, name
+            if values.numel() >= 100:
+                assert values.abs().max() > 0.9 * bound, name
+    assert torch.equal(model.output.prototypes, prototypes)  # fixed, not a parameter
+
+
+def test_efficient_backprop_rule_has_deviation_one_over_sqrt_fan_in() -> None:
+    model = paper.reinitialise_(
+        LeNet5_1998(), "efficient-backprop", generator=torch.Generator().manual_seed(2)
+    )
+    assert model.c5.weight.std().item() == pytest.approx(1 / 400**0.5, rel=0.02)
+    assert model.f6.weight.std().item() == pytest.approx(1 / 120**0.5, rel=0.05)
+    all_six = model.c3.weight[-6:]  # the last C3 map reads all 6 S2 maps: F_i = 150
+    assert all_six.std().item() == pytest.approx(1 / 150**0.5, rel=0.1)
+
+
+def test_reinitialise_is_reproducible_and_rejects_bad_input() -> None:
+    a = paper.reinitialise_(LeNet5_1998(), "paper", generator=torch.Generator().manual_seed(3))
+    b = paper.reinitialise_(LeNet5_1998(), "paper", generator=torch.Generator().manual_seed(3))
+    for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert torch.equal(x, y), name
+    with pytest.raises(ValueError, match="rule='glorot' is unknown; use one of"):
+        paper.reinitialise_(LeNet5_1998(), "glorot")
+    with pytest.raises(TypeError, match="LeNet5_1998; got LeNet5v1"):
+        paper.reinitialise_(build_model("v1"))
+
+
+@pytest.mark.slow
+def test_sdlm_trains_from_efficient_backprop_weights_not_from_the_printed_ones(
+    real_data_root: Path,
+) -> None:
+    """Notebook 07, section 4: the paper's update, one example at a time, on real digits."""
+    from lenet_course.data import load_dataset, normalization_for, prepare_images
+
+    train = load_dataset("mnist", "train", root=real_data_root)
+    losses = {}
+    for rule in ("paper", "efficient-backprop"):
+        torch.manual_seed(0)
+        model = paper.reinitialise_(LeNet5_1998(), rule)
+        spec = model.input_spec
+        x = prepare_images(train.images[:800], spec, normalization_for(spec, train.images))
+        y = train.labels[:800]
+        probe_x, probe_y = x[:300], y[:300]
+        optimizer = paper.sdlm_for(
+            model, probe_x, batch_size=1, steps_per_pass=60_000, samples=300
+        )
+        with torch.no_grad():
+            before = model.loss(model(probe_x), probe_y).item()
+        for i in range(300, 800):
+            loss = model.loss(model(x[i : i + 1]), y[i : i + 1])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            losses[rule] = (before, model.loss(model(probe_x), probe_y).item())
+    printed, efficient = losses["paper"], losses["efficient-backprop"]
+    assert printed[1] > printed[0], losses  # the printed bounds: the loss grows
+    assert efficient[1] < efficient[0] / 3, losses  # 1/sqrt(F_i): it falls
+
+
 # --- the ablation variants ---------------------------------------------------------------------
 
 
