@@ -28,9 +28,6 @@ BOOK = REPO / "book"
 HTML = BOOK / "_build" / "html"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# Hosts a page may load scripts from in the reader's browser (never at build time): the widget
-# manager for pages with stored widget state, MathJax for pages with maths.
-ALLOWED_REMOTE = ("https://cdn.jsdelivr.net/npm/", "https://cdnjs.cloudflare.com/ajax/libs/")
 
 
 @dataclass
@@ -206,15 +203,113 @@ def test_intro_and_references(book: Build) -> None:
 
 @pytest.mark.slow
 def test_theme_and_assets_are_local(book: Build) -> None:
-    """The site's own CSS and JavaScript ship with it (it works offline)."""
+    """Every script and stylesheet, the widget manager and MathJax included, ships with the site
+    (it works offline): tools/build_book.py vendors them from the npm registry."""
     pages = sorted(HTML.glob("*.html")) + sorted(HTML.glob("notebooks/*.html"))
+    seen = set()
     for path in pages:
         page = Page(path)
         for src in page.assets:
-            if src.startswith(ALLOWED_REMOTE):
-                continue
             assert not re.match(r"^[a-z]+:|^//", src), f"{path.name} loads {src} from the network"
             assert page.resolve(src).is_file(), f"{path.name}: {src} is missing from the site"
+            seen.add(Path(src.split("?")[0]).name)
+    assert {"require.js", "embed-amd.js", "tex-mml-chtml.js"} <= seen, sorted(seen)
+    fonts = HTML / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert len(list(fonts.glob("*.woff"))) > 10, "MathJax's fonts are missing"
+    assert list((HTML / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist").glob("*.woff2"))
+
+
+def fake_package(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """A gzipped npm-style tarball holding ``files``, and its sha512 integrity string."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    return data, "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def test_vendor_static_checks_unpacks_and_reuses(tmp_path: Path, monkeypatch) -> None:
+    build_book = load_build_script()
+    data, integrity = fake_package({
+        "package/dist/embed-amd.js": b"define('widgets')",
+        "package/dist/a.woff2": b"font", "package/dist/b.ttf": b"font", "package/dist/c.svg": b"",
+        "package/es5/fonts/x.woff": b"x", "package/es5/fonts/sub/y.woff": b"y",
+        "package/README.md": b"not wanted",
+    })  # fmt: skip
+    wanted = {
+        "package/dist/embed-amd.js": "_static/widgets/embed-amd.js",
+        "package/dist/*.woff2": "_extra/fonts/",
+        "package/dist/*.ttf": "_extra/fonts/",
+        "package/es5/fonts/": "_static/mathjax/fonts/",
+    }
+    monkeypatch.setattr(
+        build_book, "VENDORED", {"pkg@1.0.0": ("https://x/pkg.tgz", integrity, wanted)}
+    )
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return data
+
+    assert build_book.vendor_static(tmp_path, fetch=fetch) == 5
+    assert (tmp_path / "_static/widgets/embed-amd.js").read_bytes() == b"define('widgets')"
+    assert sorted(p.name for p in (tmp_path / "_extra/fonts").iterdir()) == ["a.woff2", "b.ttf"]
+    assert (tmp_path / "_static/mathjax/fonts/sub/y.woff").read_bytes() == b"y"
+    assert not list(tmp_path.rglob("README.md")) and not list(tmp_path.rglob("*.partial"))
+    assert build_book.vendor_static(tmp_path, fetch=fetch) == 0  # the stamp says: all there
+    assert fetched == ["https://x/pkg.tgz"]
+
+
+@pytest.mark.parametrize("problem", ["integrity", "missing file", "offline", "escape"])
+def test_vendor_static_writes_nothing_when_it_cannot(
+    problem: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    build_book = load_build_script()
+    name = "../../outside.js" if problem == "escape" else "package/dist/embed-amd.js"
+    data, integrity = fake_package({name: b"x"})
+    target = "_static/../../outside.js" if problem == "escape" else "_static/widgets/embed-amd.js"
+    source = "../../outside.js" if problem == "escape" else "package/dist/embed-amd.js"
+    if problem == "integrity":
+        integrity = fake_package({name: b"tampered"})[1]
+    if problem == "missing file":
+        source = "package/dist/other.js"
+    monkeypatch.setattr(
+        build_book, "VENDORED", {"pkg@1.0.0": ("https://x/p.tgz", integrity, {source: target})}
+    )
+
+    def fetch(url: str) -> bytes:
+        if problem == "offline":
+            raise OSError("network is unreachable")
+        return data
+
+    assert build_book.vendor_static(tmp_path / "book", fetch=fetch) is None
+    assert not (tmp_path / "book").exists() and not (tmp_path / "outside.js").exists()
+    message = capsys.readouterr().err
+    assert "cannot fetch pkg@1.0.0" in message and "CDN" in message
+
+
+def test_cdn_fallback_replaces_the_local_addresses(tmp_path: Path) -> None:
+    """Without local copies the build config points at the CDNs and drops _extra/."""
+    build_book = load_build_script()
+    stored = yaml.safe_load((BOOK / "_config.yml").read_text())["sphinx"]["config"]
+    assert set(stored["nb_ipywidgets_js"]) == {"widgets/require.js", "widgets/embed-amd.js"}
+    assert stored["mathjax_path"] == "mathjax/tex-mml-chtml.js"
+    written = build_book.write_config(tmp_path, {}, sphinx_overrides=build_book.CDN_FALLBACK)
+    config = yaml.safe_load(written.read_text())["sphinx"]["config"]
+    assert all(url.startswith("https://") for url in config["nb_ipywidgets_js"])
+    assert config["mathjax_path"].startswith("https://") and config["html_extra_path"] == []
+    assert config["bibtex_reference_style"] == stored["bibtex_reference_style"]  # the rest kept
+    targets = [t for _, _, wanted in build_book.VENDORED.values() for t in wanted.values()]
+    local = [f"_static/{path}" for path in stored["nb_ipywidgets_js"]]
+    assert set(local) <= set(targets) and f"_static/{stored['mathjax_path']}" in targets
 
 
 def test_execute_switch(tmp_path: Path) -> None:

@@ -12,15 +12,30 @@ By default the site shows the outputs stored in the notebooks; nothing is execut
 ``BOOK_EXECUTE=1`` every notebook is re-executed during the build (MyST-NB's
 ``execute_notebooks: force``) and the cell timeout is raised from 30 s to ``BOOK_TIMEOUT``
 seconds (default 1800), so that the training cells fit.
+
+Scripts the reader's browser runs: the pages with stored widget state (the explorers, progress
+bars) need require.js and @jupyter-widgets/html-manager's ``embed-amd.js``, and the maths needs
+MathJax. ``book/_config.yml`` points at copies under ``book/_static/`` so that the site works
+without a network; this script fetches them once from the npm registry (pinned versions,
+checked against their sha512 integrity, :data:`VENDORED`) into that git-ignored folder. Where
+the registry cannot be reached and no copy is there yet, it says so and builds with the CDN
+addresses instead (an online reader still sees widgets and maths).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import fnmatch
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +46,143 @@ REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 NOTEBOOKS = REPO / "notebooks"
 EXECUTE_TIMEOUT_S = 1800
+#: npm packages whose files the site loads in the reader's browser, copied into book/_static/
+#: and book/_extra/ (both git-ignored) so that the site needs no network: (tarball, sha512
+#: integrity, {file in the tarball: where it goes under book/}).  A key ending in "/" copies a
+#: folder; a key with a "*" copies the matching files into the folder it maps to.
+VENDORED = {
+    # The widget pages (explorers, progress bars): html-manager 1.0.6 is what MyST-NB 1.x loads
+    # from its CDN; it renders ipywidgets 8 state (@jupyter-widgets/controls 2.0.0).
+    "@jupyter-widgets/html-manager@1.0.6": (
+        "https://registry.npmjs.org/@jupyter-widgets/html-manager/-/html-manager-1.0.6.tgz",
+        "sha512-+Mn+Ra8wyIHrYaUpfmf9A3dsLkt/NuwzPQN8sthdxBD35VV5cOJbpmgMhNR27n/rmP3mKyEe0PWCJrtZrXTXDQ==",
+        {
+            "package/dist/embed-amd.js": "_static/widgets/embed-amd.js",
+            "package/LICENSE": "_static/widgets/LICENSE.html-manager",
+            # Its stylesheet's Font Awesome fonts, which it looks up relative to the page.
+            **{
+                f"package/dist/*.{kind}": "_extra/notebooks/@jupyter-widgets/html-manager/dist/"
+                for kind in ("woff2", "woff", "ttf")
+            },
+        },
+    ),
+    "requirejs@2.3.7": (
+        "https://registry.npmjs.org/requirejs/-/requirejs-2.3.7.tgz",
+        "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
+        {"package/require.js": "_static/widgets/require.js"},
+    ),
+    # The maths: Sphinx's MathJax 3 component, its fonts, and the TeX extensions it loads on
+    # demand (paths relative to the script, as MathJax looks them up).
+    "mathjax@3.2.2": (
+        "https://registry.npmjs.org/mathjax/-/mathjax-3.2.2.tgz",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+        {
+            "package/es5/tex-mml-chtml.js": "_static/mathjax/tex-mml-chtml.js",
+            "package/es5/output/chtml/fonts/": "_static/mathjax/output/chtml/fonts/",
+            "package/es5/input/tex/extensions/": "_static/mathjax/input/tex/extensions/",
+            "package/LICENSE": "_static/mathjax/LICENSE",
+        },
+    ),
+}
+#: What _config.yml's local addresses become where no local copy can be had: MyST-NB's and
+#: Sphinx's own defaults (CDN addresses; an online reader still sees widgets and maths).
+CDN_FALLBACK = {
+    "nb_ipywidgets_js": {
+        "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js": {
+            "integrity": "sha256-Ae2Vz/4ePdIu6ZyI/5ZGsYnb+m0JlOmKPjt6XZ9JJkA=",
+            "crossorigin": "anonymous",
+        },
+        "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js": {
+            "data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/",
+            "crossorigin": "anonymous",
+        },
+    },
+    "mathjax_path": "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js",
+    "html_extra_path": [],
+}
+
+
+def _check_integrity(data: bytes, integrity: str, source: str) -> None:
+    algorithm, _, expected = integrity.partition("-")
+    actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+    if actual != expected:
+        raise ValueError(f"{source}: {algorithm} {actual} does not match the pinned {expected}")
+
+
+def _unpack(data: bytes, wanted: Mapping[str, str]) -> dict[str, bytes]:
+    """{path under book/: content} for the files, folders and patterns ``wanted`` names."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            if not member.isfile():
+                continue
+            for source, target in wanted.items():
+                if member.name == source:
+                    out = target
+                elif source.endswith("/") and member.name.startswith(source):
+                    out = target + member.name[len(source) :]
+                elif "*" in source and fnmatch.fnmatchcase(member.name, source):
+                    out = target + Path(member.name).name
+                else:
+                    continue
+                if ".." in Path(out).parts or Path(out).is_absolute():
+                    raise ValueError(f"refusing to write {out!r} outside book/")
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    files[out] = extracted.read()
+    missing = [source for source in wanted if not any(
+        out == wanted[source] or out.startswith(wanted[source]) for out in files
+    )]  # fmt: skip
+    if missing:
+        raise ValueError(f"the tarball holds no {missing}")
+    return files
+
+
+def vendor_static(target: Path = BOOK, fetch: Any = None, timeout: float = 60.0) -> int | None:
+    """Make sure ``target`` (book/) holds the files of :data:`VENDORED`; return how many files
+    were written this time (0 when an earlier build left them), or None when they cannot be had
+    (then nothing is written).
+
+    ``fetch(url) -> bytes`` defaults to an HTTPS download; every tarball is checked against its
+    pinned integrity before anything is written, and each file lands atomically.
+    ``target/_static/VENDORED.json`` records which packages are there.
+    """
+    stamp = target / "_static" / "VENDORED.json"
+    packages = sorted(VENDORED)
+    try:
+        if json.loads(stamp.read_text(encoding="utf-8")) == packages:
+            return 0
+    except (OSError, ValueError):
+        pass  # absent, unreadable or another set of versions: fetch
+    if fetch is None:
+
+        def fetch(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https)
+                return response.read()
+
+    files: dict[str, bytes] = {}
+    for name in packages:
+        url, integrity, wanted = VENDORED[name]
+        try:
+            data = fetch(url)
+            _check_integrity(data, integrity, url)
+            files.update(_unpack(data, wanted))
+        except (OSError, ValueError, tarfile.TarError) as error:
+            print(
+                f"warning: cannot fetch {name} for the site ({error}); this build loads the "
+                "widget and MathJax scripts from their CDNs, so widgets and maths show only "
+                "where the reader is online.",
+                file=sys.stderr,
+            )
+            return None
+    for out, data in files.items():
+        path = target / out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    stamp.write_text(json.dumps(packages), encoding="utf-8")
+    return len(files)
 
 
 def copy_notebooks(source: Path = NOTEBOOKS, book: Path = BOOK) -> list[Path]:
@@ -65,14 +217,22 @@ def execute_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
     return {"execute_notebooks": "force", "timeout": seconds}
 
 
-def write_config(output: Path, overrides: dict[str, Any], book: Path = BOOK) -> Path:
-    """Write ``book/_config.yml`` with the ``execute:`` overrides into ``output``; return its path.
+def write_config(
+    output: Path,
+    overrides: dict[str, Any],
+    book: Path = BOOK,
+    sphinx_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``book/_config.yml`` with the ``execute:`` overrides (and ``sphinx: config:``
+    overrides) into ``output``; return its path.
 
     Paths inside the config (bibliography, logo) are relative to the book's source folder, not
     to the config file, so the copy may live anywhere.
     """
     config = yaml.safe_load((book / "_config.yml").read_text(encoding="utf-8"))
     config.setdefault("execute", {}).update(overrides)
+    if sphinx_overrides:
+        config.setdefault("sphinx", {}).setdefault("config", {}).update(sphinx_overrides)
     output.mkdir(parents=True, exist_ok=True)
     path = output / "_config.execute.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -112,8 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     copy_notebooks(args.notebooks.resolve())
     output = args.output.resolve()
     overrides = execute_settings(os.environ)
-    config = write_config(output / "_build", overrides) if overrides else None
-    command = build_command(output, fresh=args.all or overrides is not None, config=config)
+    written = vendor_static()
+    if written:
+        print(f"{written} widget and MathJax files fetched into book/", flush=True)
+    fallback = CDN_FALLBACK if written is None else {}  # no local copies
+    config = None
+    if overrides or fallback:
+        config = write_config(output / "_build", overrides or {}, sphinx_overrides=fallback)
+    fresh = args.all or overrides is not None or bool(written) or written is None
+    command = build_command(output, fresh=fresh, config=config)
     print("$ " + " ".join(command), flush=True)
     status = subprocess.call(command, cwd=REPO)
     if status == 0:
