@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _requirement_lines(lines: list[str]) -> list[str]:
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    """Requirement lines without comments (whole-line or after the requirement)."""
+    stripped = (line.split(" #")[0].strip() for line in lines)
+    return [line for line in stripped if line and not line.startswith("#")]
 
 
 def requirements_txt() -> list[str]:
@@ -60,6 +62,18 @@ def test_installed_versions_match_the_pins():
         installed = metadata.version(name).split("+")[0]
         assert installed == version, f"{name}: installed {installed}, pinned {version}"
     assert metadata.version("d2l") == "1.0.3"
+
+
+def test_installed_versions_satisfy_every_requirement():
+    """Ranges too: e.g. ipykernel < 7 (its 7.x releases can hang a notebook run)."""
+    from packaging.requirements import Requirement
+
+    for line in requirements_txt():
+        requirement = Requirement(line)
+        installed = metadata.version(requirement.name).split("+")[0]
+        assert requirement.specifier.contains(installed, prereleases=True), (
+            f"{requirement.name} {installed} does not satisfy {requirement}"
+        )
 
 
 def test_torchvision_operators_load_with_this_torch():

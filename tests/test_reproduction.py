@@ -295,6 +295,49 @@ def test_sdlm_trains_from_efficient_backprop_weights_not_from_the_printed_ones(
     assert efficient[1] < efficient[0] / 3, losses  # 1/sqrt(F_i): it falls
 
 
+def _mnist(root: Path, train_size: int, test_size: int):
+    from lenet_course.data import load_dataset
+
+    train = load_dataset("mnist", "train", root=root).subset(slice(0, train_size))
+    return train, load_dataset("mnist", "test", root=root).subset(slice(0, test_size))
+
+
+@pytest.mark.slow
+def test_train_sdlm_follows_the_paper_schedule(real_data_root: Path) -> None:
+    train, test = _mnist(real_data_root, 600, 500)
+    torch.manual_seed(0)
+    model = paper.reinitialise_(LeNet5_1998(), "efficient-backprop")
+    seen = []
+    history = paper.train_sdlm(
+        model, train, test, passes=3, samples=300, progress=False, on_pass_end=seen.append
+    )
+    assert seen == history and [r["pass"] for r in history] == [1, 2, 3]
+    assert [r["lr"] for r in history] == [paper.paper_learning_rate(i) for i in range(3)]
+    losses = [r["train_loss"] for r in history]
+    assert losses[0] > losses[1] > losses[2]  # it learns, pass after pass
+    assert history[-1]["test_error_percent"] < 40  # 600 digits, 3 passes; chance is 90%
+    assert all(r["seconds"] > 0 for r in history)
+    # The same seed gives the same run (the order of the examples and the curvature samples).
+    torch.manual_seed(0)
+    again = paper.reinitialise_(LeNet5_1998(), "efficient-backprop")
+    repeat = paper.train_sdlm(again, train, test, passes=3, samples=300, progress=False)
+    assert [r["train_loss"] for r in repeat] == losses
+
+
+def test_train_sdlm_refuses_bad_settings_and_stops_on_nan(real_data_root: Path) -> None:
+    from lenet_course.train import TrainingDivergedError
+
+    train, _ = _mnist(real_data_root, 50, 10)
+    for bad in ({"passes": 0}, {"passes": 2.5}, {"batch_size": 0}, {"batch_size": 51}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            paper.train_sdlm(LeNet5_1998(), train, progress=False, **bad)
+    model = LeNet5_1998()
+    with torch.no_grad():
+        model.c1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="SDLM pass 1, step 1: the MAP loss is nan"):
+        paper.train_sdlm(model, train, passes=1, samples=50, progress=False)
+
+
 # --- the ablation variants ---------------------------------------------------------------------
 
 
