@@ -52,7 +52,7 @@ def run_notebook(tmp_path: Path) -> Callable[..., dict[str, Any]]:
             cwd=str(NOTEBOOKS),
             progress_bar=False,
             request_save_on_cell_execute=False,
-            execution_timeout=1800,
+            execution_timeout=900,  # per cell; the longest take about 2 minutes: a hang
         )
         return recorded_values(json.loads(output.read_text()))
 
