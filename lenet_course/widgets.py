@@ -276,6 +276,18 @@ def feature_map_view(
     return FeatureMapView(index, stage, image, data.classes[int(data.labels[index])], maps)
 
 
+def _figure_html(figure: Any, alt: str) -> str:
+    """A matplotlib ``Figure`` as an ``<img>`` tag holding its PNG (for an ``HTML`` widget)."""
+    import base64
+    import html
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<div><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
+
+
 def feature_map_explorer(
     model: Any,
     data: Any,
@@ -284,9 +296,13 @@ def feature_map_explorer(
     index: int = 0,
     stages: tuple[str, ...] = ("C1", "S2", "C3", "S4"),
 ) -> Any:
-    """A slider for the test image and a menu for the stage; draws :func:`feature_map_view`."""
+    """A slider for the test image and a menu for the stage; draws :func:`feature_map_view`.
+
+    The pictures go into an ``HTML`` widget as PNG images, not into an ``Output`` widget: a
+    saved notebook then shows them without a kernel, and headless runners (papermill, nbclient)
+    need not emulate an ``Output`` widget, which can stall them.
+    """
     import ipywidgets as widgets
-    from IPython.display import display
 
     from lenet_course.plots import show_feature_maps, show_images
 
@@ -294,11 +310,15 @@ def feature_map_explorer(
         value=index, min=0, max=len(data.labels) - 1, description="image", continuous_update=False
     )
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")
+    picture = widgets.HTML()
 
-    def draw(index: int, stage: str) -> None:
-        view = feature_map_view(model, data, normalization, index, stage)
-        display(show_images(view.image[None], [view.label], size=1.5))
-        display(show_feature_maps(view.maps, title=view.caption))
+    def draw(change: Any = None) -> None:
+        view = feature_map_view(model, data, normalization, slider.value, menu.value)
+        picture.value = _figure_html(
+            show_images(view.image[None], [view.label], size=1.5), f"test image: {view.label}"
+        ) + _figure_html(show_feature_maps(view.maps, title=view.caption), view.caption)
 
-    shown = widgets.interactive_output(draw, {"index": slider, "stage": menu})
-    return widgets.VBox([widgets.HBox([slider, menu]), shown])
+    slider.observe(draw, names="value")
+    menu.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([slider, menu]), picture])

@@ -65,7 +65,7 @@ def test_installed_versions_match_the_pins():
 
 
 def test_installed_versions_satisfy_every_requirement():
-    """Ranges too: e.g. ipykernel < 7 (its 7.x releases can hang a notebook run)."""
+    """Ranges too, not only the == pins: the venv is what requirements.txt asks for."""
     from packaging.requirements import Requirement
 
     for line in requirements_txt():

@@ -277,6 +277,20 @@ def test_feature_map_view_and_explorer():
     with pytest.raises(ValueError, match="index=4; choose an image in 0..3"):
         feature_map_view(model, data, normalization, index=4, stage="C1")
     explorer = feature_map_explorer(model, data, normalization, index=2)
-    slider, menu = explorer.children[0].children
+    (slider, menu), picture = explorer.children[0].children, explorer.children[1]
     assert (slider.value, slider.max, menu.options) == (2, 3, ("C1", "S2", "C3", "S4"))
-    menu.value = "C3"  # redraws through the pure function without error
+    assert picture.value.count('src="data:image/png;base64,') == 2  # the image and its maps
+    assert "through C1: 6 maps of 28x28" in picture.value
+    menu.value = "C3"  # redraws through the pure function
+    assert "through C3: 16 maps of 10x10" in picture.value
+    slider.value = 0
+    assert 'alt="test image: d"' in picture.value
+    # No Output widget anywhere: headless runners would have to emulate it (and can stall).
+    import ipywidgets
+
+    def tree(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from tree(child)
+
+    assert not any(isinstance(w, ipywidgets.Output) for w in tree(explorer))

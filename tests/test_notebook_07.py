@@ -47,6 +47,7 @@ def test_parameters_cell_defaults() -> None:
     exec(cell.source, namespace)  # plain assignments only (see test_notebook_hygiene)
     assert namespace["passes"] == 6 and namespace["max_test_error"] == 1.2
     assert namespace["min_modern_accuracy"] == 0.992 and namespace["train_subset"] is None
+    assert namespace["sdlm_passes"] == 0  # the hour-long SDLM run is the reader's choice
 
 
 @pytest.mark.slow
@@ -59,6 +60,7 @@ def test_short_run_and_the_command_line_agree(
         modern_epochs=1,
         ablation_epochs=1,
         sdlm_examples=200,
+        sdlm_passes=1,  # the paper's whole recipe, one pass over the 10,000 images
         max_test_error=50.0,
         min_modern_accuracy=0.5,
         device="cpu",
@@ -71,6 +73,7 @@ def test_short_run_and_the_command_line_agree(
     }
     assert values["sdlm_loss_after"] > values["sdlm_loss_before"]  # printed initialisation
     assert values["sdlm_wide_loss_after"] < values["sdlm_wide_loss_before"] / 3  # 1/sqrt(F_i)
+    assert values["sdlm_passes"] == 1 and values["sdlm_test_error"] < 15  # chance: 90%
     error = values["reproduction_test_error"]
     assert 0 <= error < 50 and values["reproduction_passes"] == 1  # chance would be 90%
     assert values["modern_test_accuracy"] > 0.9
