@@ -4,6 +4,7 @@ that reproduces notebook 07's number."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -336,6 +337,19 @@ def test_train_sdlm_refuses_bad_settings_and_stops_on_nan(real_data_root: Path) 
         model.c1.weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(TrainingDivergedError, match="SDLM pass 1, step 1: the MAP loss is nan"):
         paper.train_sdlm(model, train, passes=1, samples=50, progress=False)
+
+
+@pytest.mark.slow
+def test_sdlm_benchmark_script_runs_the_recipe(real_data_root: Path) -> None:
+    """benchmarks/sdlm_1998.py, short: one pass over 300 images, and its table."""
+    command = [sys.executable, str(REPO / "benchmarks" / "sdlm_1998.py"), "--passes", "1"]
+    command += ["--train-subset", "300", "--root", str(real_data_root)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "init efficient-backprop, 300 training images, batch 1, 1 passes" in done.stdout
+    assert "| pass | eta | MAP loss | test error | seconds |" in done.stdout
+    error = float(re.search(r"final test error ([\d.]+)%", done.stdout).group(1))
+    assert 0 < error < 60  # 300 digits, one pass; chance is 90%
 
 
 # --- the ablation variants ---------------------------------------------------------------------
