@@ -15,9 +15,10 @@ seconds (default 1800), so that the training cells fit.
 
 Scripts the reader's browser runs: the pages with stored widget state (the explorers, progress
 bars) need require.js and @jupyter-widgets/html-manager's ``embed-amd.js``, and the maths needs
-MathJax. ``book/_config.yml`` points at copies under ``book/_static/`` so that the site works
-without a network; this script fetches them once from the npm registry (pinned versions,
-checked against their sha512 integrity, :data:`VENDORED`) into that git-ignored folder. Where
+MathJax. ``book/_config.yml`` points at copies under ``book/_static/`` (and the widget
+stylesheet's fonts under ``book/_extra/``) so that the site works without a network; this script
+fetches them once from the npm registry (pinned versions, checked against their sha512
+integrity, :data:`VENDORED`) into those git-ignored folders. Where
 the registry cannot be reached and no copy is there yet, it says so and builds with the CDN
 addresses instead (an online reader still sees widgets and maths).
 """
