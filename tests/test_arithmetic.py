@@ -146,6 +146,14 @@ def test_conv2d_output_size_full_grid() -> None:
 # --- pool2d_output_size ------------------------------------------------------------------------
 
 
+def assert_pool_agrees(kind: type[nn.Module], *configuration: Any) -> None:
+    """pool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode) says what the
+    torch pooling layer ``kind`` does, refusals included (and Hypothesis counts which)."""
+    expected = torch_pool(kind, *configuration)
+    event("valid" if expected is not None else "rejected")
+    assert ours(A.pool2d_output_size, *configuration) == expected
+
+
 @SETTINGS
 @given(
     size=int_or_pair(0, 16),
@@ -158,10 +166,7 @@ def test_conv2d_output_size_full_grid() -> None:
 def test_maxpool2d_output_size_agrees_with_torch(
     size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
 ) -> None:
-    expected = torch_pool(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
-    event("valid" if expected is not None else "rejected")
-    got = ours(A.pool2d_output_size, size, kernel, stride, padding, dilation, ceil_mode)
-    assert got == expected
+    assert_pool_agrees(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
 
 
 @st.composite
@@ -181,10 +186,7 @@ def test_maxpool2d_output_size_agrees_with_torch_mostly_valid(
     configuration: tuple[Any, ...],
 ) -> None:
     size, kernel, stride, padding, dilation, ceil_mode = configuration
-    expected = torch_pool(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
-    event("valid" if expected is not None else "rejected")
-    got = ours(A.pool2d_output_size, size, kernel, stride, padding, dilation, ceil_mode)
-    assert got == expected
+    assert_pool_agrees(nn.MaxPool2d, size, kernel, stride, padding, dilation, ceil_mode)
 
 
 @SETTINGS
@@ -198,10 +200,7 @@ def test_maxpool2d_output_size_agrees_with_torch_mostly_valid(
 def test_avgpool2d_output_size_agrees_with_torch(
     size: Any, kernel: Any, stride: Any, padding: Any, ceil_mode: bool
 ) -> None:
-    expected = torch_pool(nn.AvgPool2d, size, kernel, stride, padding, 1, ceil_mode)
-    event("valid" if expected is not None else "rejected")
-    got = ours(A.pool2d_output_size, size, kernel, stride, padding, 1, ceil_mode)
-    assert got == expected
+    assert_pool_agrees(nn.AvgPool2d, size, kernel, stride, padding, 1, ceil_mode)
 
 
 @pytest.mark.parametrize("kind", [nn.MaxPool2d, nn.AvgPool2d])
