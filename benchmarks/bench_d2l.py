@@ -46,13 +46,12 @@ from typing import Any
 
 import torch
 
+from lenet_course.config import RECIPES
 from lenet_course.data import data_root, idx_path, load_dataset
-from lenet_course.models import InputSpec
 from lenet_course.train import available_cores, cpu_threads, evaluate, fit
 
 #: ``ToTensor()`` scales pixels to x / 255 and nothing else: "standardize" with mean 0, std 1.
 TO_TENSOR = {"kind": "standardize", "mean": 0.0, "std": 1.0}
-SPEC = InputSpec(channels=1, size=28, normalization="standardize")
 
 
 def d2l_lenet(seed: int) -> torch.nn.Module:
@@ -90,7 +89,7 @@ def d2l_working_dir(root: Path) -> Iterator[None]:
             "train-labels-idx1-ubyte",
             "t10k-images-idx3-ubyte",
             "t10k-labels-idx1-ubyte",
-        )  # fmt: skip
+        )
         if not (root / "FashionMNIST" / "raw" / stem).is_file()
     ]
     if missing:
@@ -124,7 +123,7 @@ class _NoAnimator:
 
 
 def run_d2l(epochs: int, *, root: Path, seed: int = 0, lr: float = 0.9, batch_size: int = 256,
-            test: Any = None) -> dict[str, Any]:  # fmt: skip
+            test: Any = None) -> dict[str, Any]:
     """Train d2l's LeNet with d2l's loader and ``train_ch6``; return timings and accuracy."""
     import d2l.torch as d2l
 
@@ -161,7 +160,7 @@ def run_d2l(epochs: int, *, root: Path, seed: int = 0, lr: float = 0.9, batch_si
 
 
 def run_ours(epochs: int, *, root: Path, seed: int = 0, lr: float = 0.9, batch_size: int = 256,
-             threads: int | None = 1, device: str = "auto") -> dict[str, Any]:  # fmt: skip
+             threads: int | None = 1, device: str = "auto") -> dict[str, Any]:
     """Train the same network with ``lenet_course.train.fit``; return timings and accuracy."""
     start = time.perf_counter()
     train = load_dataset("fashion-mnist", "train", root=root, download=False)
@@ -169,11 +168,11 @@ def run_ours(epochs: int, *, root: Path, seed: int = 0, lr: float = 0.9, batch_s
     load_seconds = time.perf_counter() - start
     net = d2l_lenet(seed)
     start = time.perf_counter()
-    history = fit(
-        net, train, test=test, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="sgd",
-        input_spec=SPEC, normalization=TO_TENSOR, device=device, seed=seed, threads=threads,
-        progress=False,
-    )  # fmt: skip
+    config = RECIPES["classic"].replace(
+        epochs=epochs, lr=lr, batch_size=batch_size, normalization=TO_TENSOR, device=device,
+        seed=seed, threads=threads, progress=False,
+    )
+    history = fit(net, train, config, test=test)
     train_seconds = time.perf_counter() - start
     return {
         "name": "lenet_course fit",
@@ -190,7 +189,7 @@ def _test_accuracy(net: torch.nn.Module, test: Any, root: Path) -> float:
     """Test accuracy of a trained net, measured the same way for both sides (on the CPU)."""
     if test is None:
         test = load_dataset("fashion-mnist", "test", root=root, download=False)
-    return evaluate(net.cpu(), test, TO_TENSOR, input_spec=SPEC, device="cpu")
+    return evaluate(net.cpu(), test, TO_TENSOR, device="cpu")
 
 
 def machine() -> str:
@@ -206,7 +205,7 @@ def machine() -> str:
 
 
 def compare(epochs: int, *, root: Path, seed: int = 0, threads: int | None = 1,
-            order: str = "d2l-first") -> list[dict[str, Any]]:  # fmt: skip
+            order: str = "d2l-first") -> list[dict[str, Any]]:
     """Run both sides one after the other in this process; return their results (d2l first).
 
     ``threads``: torch threads of both main processes; ``None`` gives each side its default
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", default="1",
         help="torch threads of both main processes, or 'default' for each side's own default "
         "(d2l: one per core; ours: lenet_course.train.cpu_threads) (default: 1)",
-    )  # fmt: skip
+    )
     parser.add_argument("--order", choices=["d2l-first", "ours-first"], default="d2l-first")
     parser.add_argument("--root", help="data root (default: $LENET_COURSE_DATA, else data/)")
     args = parser.parse_args(argv)
@@ -278,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         f"order {args.order}"
     )
     results = compare(args.epochs, root=root, seed=args.seed, threads=threads,
-                      order=args.order)  # fmt: skip
+                      order=args.order)
     print(table(results))
     for r in results:
         print(f"{r['name']}: {r['threads']} thread(s); load average before: "
-              f"{r['load_average_before']:.2f}")  # fmt: skip
+              f"{r['load_average_before']:.2f}")
     print("d2l's own output:", " | ".join(results[0]["output"].splitlines()))
     return 0
 

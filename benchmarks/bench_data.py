@@ -18,13 +18,13 @@ import torch
 
 from lenet_course.data import (
     DATASETS,
+    InputSpec,
     load_dataset,
     normalization_for,
     prepare_images,
     raw_folder,
     read_idx,
 )
-from lenet_course.models import InputSpec
 
 
 def best_of(repeats: int, work: Callable[[], object]) -> float:

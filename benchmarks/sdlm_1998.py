@@ -24,51 +24,54 @@ import sys
 
 import torch
 
-from lenet_course import paper
-from lenet_course.data import data_root, load_dataset
+from lenet_course.config import RECIPES
+from lenet_course.data import data_root, load_dataset, random_subset
+from lenet_course.lenet1998 import INIT_BOUNDS, reinitialise_
 from lenet_course.models import build_model
-from lenet_course.train import seed_everything
+from lenet_course.paper import error_percent
+from lenet_course.train import fit, seed_everything
+
+RECIPE = RECIPES["sdlm-1998"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--passes", type=int, default=paper.PAPER_PASSES)
-    parser.add_argument("--init", choices=sorted(paper.INIT_BOUNDS), default="efficient-backprop")
-    parser.add_argument("--batch-size", type=int, default=1, help="1: the paper's update")
+    parser.add_argument("--passes", type=int, default=RECIPE.epochs)
+    parser.add_argument("--init", choices=sorted(INIT_BOUNDS), default="efficient-backprop")
+    parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size, help="1: the paper's")
     parser.add_argument("--train-subset", type=int, default=None, help="N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--root", default=None, help="data root (default: the course's rule)")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     root = data_root(args.root)
-    train = paper.random_subset(
+    train = random_subset(
         load_dataset("mnist", "train", root=root, download=False), args.train_subset, args.seed
     )
     test = load_dataset("mnist", "test", root=root, download=False)
     seed_everything(args.seed)
-    model = paper.reinitialise_(build_model("lenet5-1998"), args.init)
+    model = reinitialise_(build_model("lenet5-1998"), args.init)
     cpu = platform.processor() or platform.machine()
     print(f"LeNet5_1998, init {args.init}, {len(train.labels):,} training images, "
           f"batch {args.batch_size}, {args.passes} passes, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {cpu}", flush=True)  # fmt: skip
+          f"{args.threads} thread(s), {cpu}", flush=True)
 
     def show(record: dict) -> None:
-        print(f"pass {record['pass']:2d}: eta {record['lr']:.0e}, MAP loss "
-              f"{record['train_loss']:.4f}, test error {record['test_error_percent']:.2f}% "
-              f"({record['seconds']:.0f} s)", flush=True)  # fmt: skip
+        print(f"pass {record['epoch']:2d}: eta {record['lr']:.0e}, MAP loss "
+              f"{record['train_loss']:.4f}, test error "
+              f"{error_percent(record['test_accuracy']):.2f}% ({record['seconds']:.0f} s)",
+              flush=True)
 
-    history = paper.train_sdlm(
-        model, train, test, passes=args.passes, batch_size=args.batch_size, seed=args.seed,
-        progress=False, on_pass_end=show,
-    )  # fmt: skip
+    config = RECIPE.replace(epochs=args.passes, batch_size=args.batch_size, seed=args.seed,
+                            threads=args.threads, device="cpu", progress=False)
+    history = fit(model, train, config, test=test, on_epoch_end=show)
     print("\n| pass | eta | MAP loss | test error | seconds |\n|---:|---:|---:|---:|---:|")
-    for r in history:
-        print(f"| {r['pass']} | {r['lr']:.0e} | {r['train_loss']:.4f} | "
-              f"{r['test_error_percent']:.2f}% | {r['seconds']:.0f} |")  # fmt: skip
-    total = sum(r["seconds"] for r in history)
-    print(f"\n{total / 60:.0f} minutes; final test error {history[-1]['test_error_percent']:.2f}%")
+    for r in history.epochs:
+        print(f"| {r['epoch']} | {r['lr']:.0e} | {r['train_loss']:.4f} | "
+              f"{error_percent(r['test_accuracy']):.2f}% | {r['seconds']:.0f} |")
+    final = error_percent(history.last["test_accuracy"])
+    print(f"\n{history.seconds / 60:.0f} minutes; final test error {final:.2f}%")
     return 0
 
 

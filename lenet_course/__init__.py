@@ -1,20 +1,28 @@
 """lenet_course: the helper package behind the LeNet course notebooks.
 
-One idea per module, read in this order:
-
-- ``arithmetic``: output sizes, receptive fields, parameter and multiply-add counts.
-- ``models``: three equivalent LeNets, the classic variants, and LeNet-5 as published in 1998.
-- ``data``: where the data lives, and Fashion-MNIST / MNIST as whole tensors.
-- ``train``: a fast, device-resident training loop with history and checkpoints.
-- ``predict`` and ``inspect_model``: a trained model on image files; feature maps and mistakes.
-- ``paper``: the 1998 paper's schedule and published figures.
-- ``plots`` and ``widgets``: pictures and ipywidgets explorers over pure functions.
-- ``notebook``: ``record()``, the values a notebook reports for its tests.
-- ``cli``: ``python -m lenet_course ...``.
-
-Modules are imported on demand, so ``import lenet_course`` is cheap and does not need torch.
+One idea per module; :data:`LAYERS` lists them in the order data flows, and a module imports only
+modules before it (files -> data -> models -> train -> checkpoint -> predict / inspect / plots).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["__version__"]
+LAYERS = (
+    "notebook",  # record(): values a notebook reports for its tests
+    "paper",  # the 1998 paper's published figures and schedule, as plain data
+    "arithmetic",  # output sizes, receptive fields, the explorers' pure functions
+    "data",  # the data root, Fashion-MNIST / MNIST as tensors, input specs
+    "lenet1998",  # LeNet-5 as published in 1998, and its variants
+    "models",  # the three equivalent LeNets, build_model, eval_mode, class_scores
+    "counting",  # parameters, multiply-adds and connections, by formula and on a model
+    "sdlm",  # the paper's optimiser: stochastic diagonal Levenberg-Marquardt
+    "config",  # TrainConfig and the named recipes
+    "checkpoint",  # History, checkpoints and run folders
+    "train",  # fit and evaluate
+    "predict",  # image files -> predictions
+    "inspect_model",  # feature maps, filters, confusion and mistakes
+    "plots",  # figures
+    "widgets",  # ipywidgets explorers over the pure functions
+    "cli",  # python -m lenet_course ...
+)
+
+__all__ = ["LAYERS", "__version__"]

@@ -1,25 +1,32 @@
-"""Pictures: image grids, training curves, filters, feature maps, confusion matrices.
-
-Every function returns a matplotlib ``Figure`` built without pyplot's global state, so a notebook
-shows it once (as a cell's value) and a script saves it with ``fig.savefig(path)``; the
-convolution explorer's drawing is an SVG string, which an ipywidgets ``HTML`` widget can show.
-"""
+"""Pictures: the explorer's windows (an SVG string), and as matplotlib figures made without
+pyplot's global state (a notebook shows each once, a script saves it) LeNet-5's C3 table, image
+grids, filters, feature maps, confusion matrices and training curves."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import torch
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    import torch
-
-    from lenet_course.data import ImageSet
-    from lenet_course.widgets import ExplorerState
+from lenet_course.arithmetic import ExplorerState
+from lenet_course.data import ImageSet
 
 
-# --- convolution arithmetic ---------------------------------------------------------------------
+def figure_html(figure: Figure, alt: str) -> str:
+    """A figure as an ``<img>`` holding its PNG: an ``HTML`` widget shows it without a kernel."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<div><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
+
+
+# --- the explorer's windows ---------------------------------------------------------------------
 
 _INPUT, _PADDING, _GRID = "#ffffff", "#e3e3e3", "#b8b8b8"
 _FIRST, _LAST, _BAD, _TICK = "#1f77b4", "#ff7f0e", "#d62728", "#555555"
@@ -27,41 +34,29 @@ _FIRST, _LAST, _BAD, _TICK = "#1f77b4", "#ff7f0e", "#d62728", "#555555"
 
 def _window_svg(state: ExplorerState, start: int, colour: str, cell: int) -> tuple[str, str]:
     """One window as (its taps: kernel x kernel pixels, its outline: span x span pixels)."""
-    taps = "".join(
-        f'<rect x="{cell * column + 1}" y="{cell * row + 1}" width="{cell - 2}" '
-        f'height="{cell - 2}" fill="{colour}" fill-opacity="0.45"/>'
-        for row in state.taps(start)
-        for column in state.taps(start)
-    )
+    taps = "".join(f'<rect x="{cell * column + 1}" y="{cell * row + 1}" width="{cell - 2}" '
+                   f'height="{cell - 2}" fill="{colour}" fill-opacity="0.45"/>'
+                   for row in state.taps(start) for column in state.taps(start))
     corner, side = cell * start, cell * state.span
     dash = "" if state.output is not None else ' stroke-dasharray="5 3"'
-    outline = (
-        f'<rect x="{corner}" y="{corner}" width="{side}" height="{side}" fill="none" '
-        f'stroke="{colour}" stroke-width="2.5"{dash}/>'
-    )
-    return taps, outline
+    return taps, (f'<rect x="{corner}" y="{corner}" width="{side}" height="{side}" fill="none" '
+                  f'stroke="{colour}" stroke-width="2.5"{dash}/>')
 
 
 def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
-    """Draw the padded input grid with the first and last kernel windows as an SVG string.
-
-    White pixels are the input, grey ones the padding; the blue window is the first position,
-    the orange one the last, and the ticks along the top and left edges mark where every window
-    that fits starts (``output`` ticks per side).  Pixels a dilated kernel skips stay empty.
-    An impossible configuration draws the window that does not fit in red, dashed.
-    """
+    """The padded input (white; padding grey) with the first window in blue, the last in orange
+    and ticks where each window starts; a dilated kernel's skipped pixels stay empty. An
+    impossible configuration draws the window that does not fit in red, dashed."""
     valid = state.output is not None
     last = state.starts[-1] if valid else 0
     extent = max(state.padded, last + state.span)  # ceil_mode's overhang, or a misfit
     cell = max(4, min(24, max_width // extent))
-    margin = 10  # room for the ticks
-    grid = cell * extent
+    margin, grid = 10, cell * extent  # the margin leaves room for the ticks
     width, height = max(grid + margin + 2, 480), grid + margin + 40
     pad, inner, outer = cell * state.padding, cell * state.size, cell * state.padded
-    label = (
-        f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, stride "
-        f"{state.stride}, padding {state.padding}, dilation {state.dilation}: {state.output_text}"
-    )
+    label = (f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, "
+             f"stride {state.stride}, padding {state.padding}, dilation {state.dilation}: "
+             f"{state.output_text}")
     windows = [(0, _FIRST if valid else _BAD)] + ([(last, _LAST)] if valid and last else [])
     drawn = [_window_svg(state, start, colour, cell) for start, colour in windows]
     lines = "".join(f"M{cell * i} 0V{outer}M0 {cell * i}H{outer}" for i in range(state.padded + 1))
@@ -77,60 +72,44 @@ def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
         'stroke="#444" stroke-width="1.5"/>',
     ]
     if extent > state.padded:
-        parts.append(
-            f'<rect x="0" y="0" width="{grid}" height="{grid}" fill="none" stroke="{_GRID}" '
-            'stroke-dasharray="2 2"/>'
-        )
+        parts.append(f'<rect x="0" y="0" width="{grid}" height="{grid}" fill="none" '
+                     f'stroke="{_GRID}" stroke-dasharray="2 2"/>')
     parts.extend(outline for _, outline in drawn)
+    legend = [(_PADDING, "padding"), (_BAD, "the first window does not fit")]
     if valid:
-        ticks = "".join(
-            f"M{cell * s + cell // 2} -8V-2M-8 {cell * s + cell // 2}H-2" for s in state.starts
-        )
+        ticks = "".join(f"M{cell * s + cell // 2} -8V-2M-8 {cell * s + cell // 2}H-2"
+                        for s in state.starts)
         parts.append(f'<path d="{ticks}" stroke="{_TICK}" stroke-width="2"/>')
-        legend = [
-            (_PADDING, "padding"), (_FIRST, "first window"), (_LAST, "last window"),
-            (_TICK, f"{state.output} window starts per side"),
-        ]  # fmt: skip
-    else:
-        legend = [(_PADDING, "padding"), (_BAD, "the first window does not fit")]
+        legend = [(_PADDING, "padding"), (_FIRST, "first window"), (_LAST, "last window"),
+                  (_TICK, f"{state.output} window starts per side")]
     parts.append("</g>")
     x, y = margin, grid + margin + 16
     for colour, text in legend:
-        parts.append(
-            f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}" stroke="#888"/>'
-            f'<text x="{x + 14}" y="{y}" font-family="sans-serif" font-size="11">{text}</text>'
-        )
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}" '
+                     f'stroke="#888"/><text x="{x + 14}" y="{y}" font-family="sans-serif" '
+                     f'font-size="11">{text}</text>')
         x += 24 + 6 * len(text)
-    parts.append(
-        f'<text x="{margin}" y="{y + 18}" font-family="sans-serif" font-size="13" '
-        f'font-weight="bold">{state.output_text}</text></svg>'
-    )
+    parts.append(f'<text x="{margin}" y="{y + 18}" font-family="sans-serif" font-size="13" '
+                 f'font-weight="bold">{state.output_text}</text></svg>')
     return "".join(parts)
 
 
 def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
-    """The 1998 paper's Table I as a 6 x 16 matrix: a dark cell where a C3 map reads an S2 map.
-
-    Rows are the 6 S2 maps and columns the 16 C3 maps, as in the paper; the number above each
-    column is how many S2 maps that C3 map reads.
-    """
-    import numpy as np
-
+    """The 1998 paper's Table I as a 6 x 16 matrix, as the paper prints it: a dark cell where a C3
+    map (column) reads an S2 map (row), and over each column how many it reads."""
     inputs = 1 + max(max(rows) for rows in table)
     matrix = np.zeros((inputs, len(table)))
     for column, rows in enumerate(table):
         matrix[list(rows), column] = 1
     fig = Figure(figsize=(8, 3.2), dpi=100)
-    ax = fig.add_subplot()
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1.4, aspect="equal")
-    ax.set_xticks(range(len(table)))
-    ax.set_yticks(range(inputs))
+    ax.set(xticks=range(len(table)), yticks=range(inputs))
     ax.set_xticks(np.arange(-0.5, len(table)), minor=True)
     ax.set_yticks(np.arange(-0.5, inputs), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.5)
     ax.tick_params(which="minor", length=0)
-    ax.set_xlabel("C3 feature map")
-    ax.set_ylabel("S2 feature map")
+    ax.set(xlabel="C3 feature map", ylabel="S2 feature map")
     for column, count in enumerate(matrix.sum(axis=0).astype(int)):
         ax.text(column, -0.7, str(count), ha="center", va="bottom", fontsize=8)
     ax.set_title("LeNet-5 (1998), Table I: the S2 maps each C3 map reads", pad=18)
@@ -138,9 +117,8 @@ def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
     return fig
 
 
-def plot_cost_breakdown(
-    names: Sequence[str], parameters: Sequence[int], multiply_adds: Sequence[int]
-) -> Figure:
+def plot_cost_breakdown(names: Sequence[str], parameters: Sequence[int],
+                        multiply_adds: Sequence[int]) -> Figure:
     """Two bar charts side by side: each layer's share of the parameters and of the work."""
     fig = Figure(figsize=(10, 0.6 + 0.4 * len(names)), dpi=100)
     axes = fig.subplots(1, 2, sharey=True)
@@ -151,8 +129,8 @@ def plot_cost_breakdown(
         total = sum(values)
         bars = ax.barh(list(names), [100 * value / total for value in values], color=colour)
         for bar, value in zip(bars, values, strict=True):
-            ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, f"{value:,}",
-                    va="center", fontsize=8)  # fmt: skip
+            y = bar.get_y() + bar.get_height() / 2
+            ax.text(bar.get_width() + 1, y, f"{value:,}", va="center", fontsize=8)
         ax.set_xlim(0, 118)
         ax.set_xlabel("% of the network's total")
         ax.set_title(title, fontsize=10)
@@ -161,59 +139,44 @@ def plot_cost_breakdown(
     return fig
 
 
-# --- data ---------------------------------------------------------------------------------------
-# Image grids return a matplotlib ``Figure`` made without pyplot (no global state): a notebook
-# shows it once, as the cell's value, after ``%matplotlib inline``; a script calls fig.savefig().
-# Pixels are drawn as they are (nearest, no smoothing), ink dark on white ("gray_r").
+def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0) -> tuple[Figure, Any]:
+    """``n`` panels (axes off) in rows of ``ncols``, each ``width`` x ``height`` inches."""
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(ncols * width, top + nrows * height), dpi=100)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes
 
 
-def show_images(
-    images: torch.Tensor,
-    titles: Sequence[str] | None = None,
-    *,
-    ncols: int = 10,
-    size: float = 1.0,
-    cmap: str = "gray_r",
-) -> Figure:
-    """A grid of ``images`` (N x H x W or N x 1 x H x W), with an optional title for each.
-
-    uint8 images share the scale 0..255, so their contrast can be compared; float images
-    (averages, filters) are each scaled to their own range.
-    """
-    from matplotlib.figure import Figure
-
+def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, ncols: int = 10,
+                size: float = 1.0, cmap: str = "gray_r") -> Figure:
+    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark on white, unsmoothed: uint8
+    images share the scale 0..255, so their contrast compares; float images (averages, filters)
+    each get their own."""
     images = images.detach().cpu()
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3:
-        raise ValueError(
-            f"images of shape {tuple(images.shape)}; expected N x H x W or N x 1 x H x W"
-        )
+        raise ValueError(f"images of shape {tuple(images.shape)}; expected N x H x W or "
+                         "N x 1 x H x W")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} images; give one per image")
     if ncols < 1:
         raise ValueError(f"ncols={ncols}; expected at least 1")
-    n = len(images)
-    ncols = min(ncols, max(n, 1))
-    nrows = max(-(-n // ncols), 1)
     limits = {} if images.dtype.is_floating_point else {"vmin": 0, "vmax": 255}
-    fig = Figure(figsize=(ncols * size, nrows * size * (1.25 if titles else 1.0)), dpi=100)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < n:
-            ax.imshow(images[i].numpy(), cmap=cmap, interpolation="nearest", **limits)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
+    fig, axes = _grid(len(images), ncols, size, size * (1.25 if titles else 1.0))
+    for i, (ax, image) in enumerate(zip(axes, images, strict=False)):
+        ax.imshow(image.numpy(), cmap=cmap, interpolation="nearest", **limits)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
     fig.tight_layout(pad=0.3)
     return fig
 
 
 def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float = 0.8) -> Figure:
     """One row per class: ``per_class`` random examples (fixed ``seed``), the name at left."""
-    import torch
-    from matplotlib.figure import Figure
-
     generator = torch.Generator().manual_seed(seed)
     labels = data.labels.cpu()
     width = 1.6 + per_class * size
@@ -223,34 +186,20 @@ def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float =
         where = torch.nonzero(labels == label).flatten()
         chosen = where[torch.randperm(len(where), generator=generator)[:per_class]]
         for j, ax in enumerate(axes[label]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
+            ax.set(xticks=[], yticks=[])
+            ax.spines[:].set_visible(False)
             if j < len(chosen):
                 image = data.images[chosen[j]].cpu().numpy()
                 ax.imshow(image, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
         axes[label, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(
-        left=1.5 / width, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05
-    )
+    fig.subplots_adjust(left=1.5 / width, right=0.99, top=0.99, bottom=0.01, wspace=0.05,
+                        hspace=0.05)
     return fig
 
 
-# --- inspection ---------------------------------------------------------------------------------
-
-
-def _bare(ax: Any) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None = None) -> Figure:
-    """Convolution kernels (out x in x k x k) as a grid: one row per input map, one column per
-    output map, on one shared colour scale centred on 0 (red positive, blue negative).
-
-    A kernel of zeros (a connection that LeNet-5's C3 table leaves out) shows as plain white.
-    """
+    """Convolution kernels (out x in x k x k): a row per input map, a column per output map, on
+    one colour scale centred on 0 (red positive, blue negative; a kernel of zeros is white)."""
     filters = filters.detach().cpu().float()
     if filters.ndim != 4:
         raise ValueError(f"filters of shape {tuple(filters.shape)}; expected out x in x k x k")
@@ -258,40 +207,31 @@ def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None 
     limit = float(filters.abs().max()) or 1.0
     fig = Figure(figsize=(0.6 + n_out * size, 0.4 + n_in * size), dpi=100)
     axes = fig.subplots(n_in, n_out, squeeze=False)
-    for i in range(n_in):
-        for o in range(n_out):
-            ax = axes[i, o]
-            ax.imshow(filters[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-            _bare(ax)
-            if i == 0:
-                ax.set_title(str(o), fontsize=7)
+    for (i, o), ax in np.ndenumerate(axes):  # row i: input map, column o: output map
+        ax.imshow(filters[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set(xticks=[], yticks=[])
+        if i == 0:
+            ax.set_title(str(o), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.3)
     return fig
 
 
-def show_feature_maps(
-    maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0, title: str | None = None
-) -> Figure:
-    """The maps of one layer for one image (C x H x W), all on the layer's shared colour scale,
-    so a bright map is one that responds strongly (dark: zero or negative)."""
+def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
+                      title: str | None = None) -> Figure:
+    """The maps of one layer for one image (C x H x W) on the layer's shared colour scale, so a
+    bright map is one that responds strongly (dark: zero or negative)."""
     maps = maps.detach().cpu().float()
     if maps.ndim == 4 and maps.shape[0] == 1:
         maps = maps[0]
     if maps.ndim != 3:
         raise ValueError(f"maps of shape {tuple(maps.shape)}; expected C x H x W for one image")
-    n = maps.shape[0]
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
     low, high = float(maps.min()), float(maps.max())
-    fig = Figure(figsize=(ncols * size, 0.3 + nrows * size * 1.15), dpi=100)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < n:
-            ax.imshow(maps[i].numpy(), cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
-            ax.set_title(f"map {i}", fontsize=7)
+    fig, axes = _grid(maps.shape[0], ncols, size, size * 1.15, top=0.3)
+    for i, (ax, feature_map) in enumerate(zip(axes, maps, strict=False)):
+        ax.imshow(feature_map.numpy(), cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
+        ax.set_title(f"map {i}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.3)
@@ -299,34 +239,20 @@ def show_feature_maps(
 
 
 def show_predictions(
-    images: torch.Tensor,
-    labels: Sequence[int] | torch.Tensor,
-    predictions: Sequence[int] | torch.Tensor,
-    classes: Sequence[str],
-    probabilities: Sequence[float] | torch.Tensor | None = None,
-    *,
-    ncols: int = 8,
+    images: torch.Tensor, labels: Sequence[int] | torch.Tensor,
+    predictions: Sequence[int] | torch.Tensor, classes: Sequence[str],
+    probabilities: Sequence[float] | torch.Tensor | None = None, *, ncols: int = 8,
     size: float = 1.3,
 ) -> Figure:
-    """A grid of images titled "predicted (probability)" over "true: label": green when the
-    prediction is right, red when it is wrong."""
+    """Images titled "predicted (probability)" over "true: label": green right, red wrong."""
     images = images.detach().cpu()
     labels, predictions = [int(v) for v in labels], [int(v) for v in predictions]
     if not len(images) == len(labels) == len(predictions):
-        raise ValueError(
-            f"{len(images)} images, {len(labels)} labels and {len(predictions)} predictions; "
-            "give one of each per image"
-        )
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(ncols * size, nrows * size * 1.45), dpi=100)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i >= n:
-            continue
-        ax.imshow(images[i].reshape(images.shape[-2:]).numpy(), cmap="gray_r", vmin=0, vmax=255)
+        raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(predictions)} "
+                         "predictions; give one of each per image")
+    fig, axes = _grid(len(images), ncols, size, size * 1.45)
+    for i, (ax, image) in enumerate(zip(axes, images, strict=False)):
+        ax.imshow(image.reshape(images.shape[-2:]).numpy(), cmap="gray_r", vmin=0, vmax=255)
         guess = classes[predictions[i]]
         if probabilities is not None:
             guess += f" ({float(probabilities[i]):.2f})"
@@ -336,27 +262,21 @@ def show_predictions(
     return fig
 
 
-def show_confusion_matrix(
-    confusion: torch.Tensor, classes: Sequence[str], *, size: float = 6.0
-) -> Figure:
-    """The confusion matrix with its counts written in: rows are true classes, columns predicted
-    ones; the colour is the fraction of the row, so rare and common classes compare fairly."""
+def show_confusion_matrix(confusion: torch.Tensor, classes: Sequence[str], *,
+                          size: float = 6.0) -> Figure:
+    """The confusion matrix with its counts written in (rows: true classes), coloured by the
+    fraction of the row, so rare and common classes compare fairly."""
     counts = confusion.detach().cpu().long()
     fractions = counts.double() / counts.sum(dim=1, keepdim=True).clamp(min=1)
     fig = Figure(figsize=(size, size), dpi=100)
     ax = fig.subplots()
     ax.imshow(fractions.numpy(), cmap="Blues", vmin=0, vmax=1)
-    k = len(classes)
-    for t in range(k):
-        for p in range(k):
-            ax.text(
-                p, t, str(int(counts[t, p])), ha="center", va="center", fontsize=7,
-                color="white" if fractions[t, p] > 0.5 else "black",
-            )  # fmt: skip
-    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), classes, fontsize=8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    for (t, p), count in np.ndenumerate(counts.numpy()):  # t: true class, p: predicted
+        color = "white" if fractions[t, p] > 0.5 else "black"
+        ax.text(p, t, str(count), ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set(xlabel="predicted class", ylabel="true class")
     fig.tight_layout()
     return fig
 
@@ -376,18 +296,15 @@ def show_per_class_accuracy(accuracy: torch.Tensor, classes: Sequence[str]) -> F
     return fig
 
 
-# --- training -----------------------------------------------------------------------------------
+_CURVE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+_ACCURACIES = (("test_accuracy", "-", "test"), ("train_accuracy", "--", "train"),
+               ("validation_accuracy", ":", "validation"))
 
 
 def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.2)) -> Figure:
-    """Loss and accuracy per epoch of one run or several: ``{"label": history, ...}``.
-
-    A history is a :class:`lenet_course.train.History` or a list of its per-epoch dicts (a
-    checkpoint's ``"history"``).  Left: training loss.  Right: test accuracy (solid), training
-    accuracy (dashed) and validation accuracy (dotted) where they were measured.
-    """
-    from collections.abc import Mapping
-
+    """Loss (left) and accuracy (right: test solid, train dashed, validation dotted, where
+    measured) per epoch of one history or of several, ``{"label": history, ...}``. A history is a
+    ``train.History`` or a list of its per-epoch dicts (a checkpoint's ``"history"``)."""
     runs = dict(histories) if isinstance(histories, Mapping) else {"": histories}
     fig = Figure(figsize=size, dpi=100)
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -397,15 +314,10 @@ def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.
             raise ValueError(f"history {label!r} has no epochs to plot")
         epochs = [r["epoch"] for r in records]
         loss_ax.plot(epochs, [r["train_loss"] for r in records], color=color, label=label or None)
-        for key, style, name in (
-            ("test_accuracy", "-", "test"),
-            ("train_accuracy", "--", "train"),
-            ("validation_accuracy", ":", "validation"),
-        ):
+        for key, style, name in _ACCURACIES:
             values = [r.get(key) for r in records]
             if all(v is not None for v in values):
-                text = f"{label} {name}".strip()
-                acc_ax.plot(epochs, values, style, color=color, label=text)
+                acc_ax.plot(epochs, values, style, color=color, label=f"{label} {name}".strip())
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (loss_ax, acc_ax):
@@ -416,6 +328,3 @@ def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.
     acc_ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-_CURVE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

@@ -1,124 +1,31 @@
-"""ipywidgets explorers: thin wiring from sliders to pure functions.
+"""ipywidgets explorers: sliders wired to pure functions, which hold all the logic.
 
-Each explorer has two halves.  A pure function (:func:`explore_conv`, :func:`explore_pool`)
-turns slider values into an :class:`ExplorerState`: the output size or the reason there is none,
-and where the windows go.  The widget (:func:`conv_explorer`, :func:`pool_explorer`) only reads
-its sliders, calls that function and shows the state: the text of :attr:`ExplorerState.output_text`
-and the picture of :func:`lenet_course.plots.conv_windows_svg`.  So everything an explorer
-shows is testable without a browser, and importing this module needs neither ipywidgets nor torch.
+The convolution and pooling explorers read their sliders, call ``arithmetic.explore_conv`` or
+``explore_pool`` and show the state they return: its output size, the filled-in formula or why
+there is none, and ``plots.conv_windows_svg``. The feature-map explorer draws
+:func:`feature_map_view`. So everything an explorer shows is testable without a browser.
 """
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lenet_course.arithmetic import conv2d_output_size, pool2d_output_size
+import ipywidgets as widgets
 
-if TYPE_CHECKING:
-    import ipywidgets
+from lenet_course import arithmetic
+from lenet_course.data import prepare_images
+from lenet_course.inspect_model import stage_maps
+from lenet_course.plots import conv_windows_svg, figure_html, show_feature_maps, show_images
 
 #: Slider descriptions, in order; tests and the browser test find the sliders by these names.
 SLIDERS = ("input size", "kernel size", "stride", "padding", "dilation")
 
 
-@dataclass(frozen=True)
-class ExplorerState:
-    """What the explorer shows for one square configuration (the same along height and width).
-
-    Positions are in *padded* coordinates: 0 is the first pixel of the left padding, and
-    ``padding`` is the first pixel of the input.
-    """
-
-    kind: str  # "conv" or "pool"
-    size: int
-    kernel_size: int
-    stride: int
-    padding: int
-    dilation: int
-    ceil_mode: bool
-    output: int | None  # None when the configuration is impossible
-    error: str | None  # PyTorch's objection, in words, when output is None
-
-    @property
-    def span(self) -> int:
-        """Pixels one window covers, holes included: ``dilation * (kernel_size - 1) + 1``."""
-        return self.dilation * (self.kernel_size - 1) + 1
-
-    @property
-    def padded(self) -> int:
-        """Pixels of the padded input along one side."""
-        return self.size + 2 * self.padding
-
-    @property
-    def starts(self) -> tuple[int, ...]:
-        """Where each window position starts (its first tap), along one axis."""
-        return tuple(i * self.stride for i in range(self.output or 0))
-
-    def taps(self, start: int) -> tuple[int, ...]:
-        """The pixels a window starting at ``start`` reads along one axis (holes skipped)."""
-        return tuple(start + j * self.dilation for j in range(self.kernel_size))
-
-    @property
-    def output_text(self) -> str:
-        """``output size: 14 x 14``, or ``output size: impossible``."""
-        if self.output is None:
-            return "output size: impossible"
-        return f"output size: {self.output} x {self.output}"
-
-    @property
-    def formula(self) -> str:
-        """The output-size formula with this state's numbers filled in."""
-        top = f"{self.size} + 2*{self.padding} - {self.dilation}*({self.kernel_size} - 1) - 1"
-        difference = self.padded - self.span
-        if not self.ceil_mode:
-            return f"floor(({top}) / {self.stride}) + 1 = {difference // self.stride + 1}"
-        rounded_up = -(-difference // self.stride) + 1
-        text = f"ceil(({top}) / {self.stride}) + 1 = {rounded_up}"
-        if self.output is not None and self.output < rounded_up:
-            text += f", less the window that would start in the right padding: {self.output}"
-        return text
-
-
-def explore_conv(
-    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
-) -> ExplorerState:
-    """The explorer's state for ``nn.Conv2d``: never raises for an impossible configuration,
-    it carries the explanation instead."""
-    try:
-        output = conv2d_output_size(size, kernel_size, stride, padding, dilation)
-        error = None
-    except ValueError as exception:
-        output, error = None, str(exception)
-    assert output is None or isinstance(output, int)
-    return ExplorerState("conv", size, kernel_size, stride, padding, dilation, False, output, error)
-
-
-def explore_pool(
-    size: int,
-    kernel_size: int,
-    stride: int | None = None,
-    padding: int = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
-) -> ExplorerState:
-    """The explorer's state for ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``)."""
-    stride = kernel_size if stride is None else stride
-    try:
-        output = pool2d_output_size(size, kernel_size, stride, padding, dilation, ceil_mode)
-        error = None
-    except ValueError as exception:
-        output, error = None, str(exception)
-    assert output is None or isinstance(output, int)
-    return ExplorerState(
-        "pool", size, kernel_size, stride, padding, dilation, ceil_mode, output, error
-    )
-
-
-def explanation_html(state: ExplorerState) -> str:
+def explanation_html(state: arithmetic.ExplorerState) -> str:
     """The text under the sliders: the filled-in formula, or why there is no output."""
-    import html
-
     if state.error is not None:
         return f'<p style="color:#b00020"><b>Impossible:</b> {html.escape(state.error)}</p>'
     first, last = state.starts[0], state.starts[-1]
@@ -130,44 +37,33 @@ def explanation_html(state: ExplorerState) -> str:
     )
 
 
-# --- the widgets -------------------------------------------------------------------------------
-
-
 class Explorer:
     """Sliders -> pure function -> label, explanation and picture.
 
-    Displaying an ``Explorer`` in a notebook shows its widget (``.widget``, an ipywidgets
-    ``VBox``); ``.sliders`` maps argument names to the sliders, ``.output`` is the label that
-    reads ``output size: 28 x 28`` and ``.state`` the current :class:`ExplorerState`.
+    Displays as its ``.widget`` (a ``VBox``); ``.sliders`` maps argument names to sliders,
+    ``.output`` is the label ``output size: 28 x 28`` and ``.state`` the current state.
     """
 
-    def __init__(self, explore: Any, sliders: dict[str, ipywidgets.ValueWidget]) -> None:
-        import ipywidgets as w
-
-        from lenet_course.plots import conv_windows_svg
-
+    def __init__(
+        self, explore: Callable[..., arithmetic.ExplorerState], sliders: dict[str, Any]
+    ) -> None:
         self._explore = explore
-        self._svg = conv_windows_svg
         self.sliders = sliders
-        self.output = w.Label(style={"font_weight": "bold"})
-        self.explanation = w.HTML()
-        self.picture = w.HTML()
+        self.output = widgets.Label(style={"font_weight": "bold"})
+        self.explanation = widgets.HTML()
+        self.picture = widgets.HTML()
         for slider in sliders.values():
             slider.observe(self._update, names="value")
         controls = list(sliders.values())
-        self.widget = w.VBox(
-            [w.HBox(controls[:3]), w.HBox(controls[3:]), self.output, self.explanation,
-             self.picture]
-        )  # fmt: skip
+        rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:])]
+        self.widget = widgets.VBox([*rows, self.output, self.explanation, self.picture])
         self._update()
 
     def _update(self, change: Any = None) -> None:
-        self.state: ExplorerState = self._explore(
-            *(slider.value for slider in self.sliders.values())
-        )
+        self.state = self._explore(*(slider.value for slider in self.sliders.values()))
         self.output.value = self.state.output_text
         self.explanation.value = explanation_html(self.state)
-        self.picture.value = self._svg(self.state)
+        self.picture.value = conv_windows_svg(self.state)
 
     def __repr__(self) -> str:
         return f"{self.state.kind} explorer ({self.state.output_text})"
@@ -178,70 +74,44 @@ class Explorer:
         return bundle
 
 
-def _slider(description: str, value: int, low: int, high: int) -> ipywidgets.IntSlider:
-    import ipywidgets as w
-
-    return w.IntSlider(
-        value=value,
-        min=low,
-        max=max(high, value),
-        description=description,
-        style={"description_width": "initial"},
-        layout=w.Layout(width="260px"),
-    )
+def _slider(description: str, value: int, low: int, high: int) -> widgets.IntSlider:
+    return widgets.IntSlider(value=value, min=low, max=max(high, value), description=description,
+                             style={"description_width": "initial"},
+                             layout=widgets.Layout(width="260px"))
 
 
 def conv_explorer(
     size: int = 28, kernel_size: int = 5, stride: int = 1, padding: int = 2, dilation: int = 1
 ) -> Explorer:
-    """Sliders for a convolution, with its output size and a drawing of its windows.
-
-    The sliders are described ``input size``, ``kernel size``, ``stride``, ``padding`` and
-    ``dilation`` (the names in :data:`SLIDERS`); the output size shows as
-    ``output size: 28 x 28``, or ``output size: impossible`` with the reason underneath.
-    """
-    return Explorer(
-        explore_conv,
-        {
-            "size": _slider("input size", size, 1, 32),
-            "kernel_size": _slider("kernel size", kernel_size, 1, 11),
-            "stride": _slider("stride", stride, 1, 6),
-            "padding": _slider("padding", padding, 0, 6),
-            "dilation": _slider("dilation", dilation, 1, 4),
-        },
-    )
+    """Sliders for a convolution (described as in :data:`SLIDERS`), its output size
+    (``output size: 28 x 28``, or ``output size: impossible`` and why) and its windows."""
+    return Explorer(arithmetic.explore_conv, {
+        "size": _slider("input size", size, 1, 32),
+        "kernel_size": _slider("kernel size", kernel_size, 1, 11),
+        "stride": _slider("stride", stride, 1, 6),
+        "padding": _slider("padding", padding, 0, 6),
+        "dilation": _slider("dilation", dilation, 1, 4),
+    })
 
 
 def pool_explorer(
-    size: int = 7,
-    kernel_size: int = 2,
-    stride: int = 2,
-    padding: int = 0,
-    dilation: int = 1,
+    size: int = 7, kernel_size: int = 2, stride: int = 2, padding: int = 0, dilation: int = 1,
     ceil_mode: bool = True,
 ) -> Explorer:
     """Like :func:`conv_explorer`, for ``nn.MaxPool2d``, with a ``ceil_mode`` checkbox."""
-    import ipywidgets as w
-
-    return Explorer(
-        explore_pool,
-        {
-            "size": _slider("input size", size, 1, 32),
-            "kernel_size": _slider("kernel size", kernel_size, 1, 8),
-            "stride": _slider("stride", stride, 1, 6),
-            "padding": _slider("padding", padding, 0, 4),
-            "dilation": _slider("dilation", dilation, 1, 4),
-            "ceil_mode": w.Checkbox(value=ceil_mode, description="ceil_mode", indent=False),
-        },
-    )
-
-
-# --- inspection ---------------------------------------------------------------------------------
+    return Explorer(arithmetic.explore_pool, {
+        "size": _slider("input size", size, 1, 32),
+        "kernel_size": _slider("kernel size", kernel_size, 1, 8),
+        "stride": _slider("stride", stride, 1, 6),
+        "padding": _slider("padding", padding, 0, 4),
+        "dilation": _slider("dilation", dilation, 1, 4),
+        "ceil_mode": widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False),
+    })
 
 
 @dataclass(frozen=True)
 class FeatureMapView:
-    """What the feature-map explorer shows: one image and the maps of one stage for it."""
+    """What the feature-map explorer shows: one test image and the maps of one stage for it."""
 
     index: int
     stage: str
@@ -263,9 +133,6 @@ def feature_map_view(
 ) -> FeatureMapView:
     """The maps of ``stage`` ("C1", "S2", "C3", "S4") for image ``index`` of ``data`` (an
     ``ImageSet``): the pure function behind :func:`feature_map_explorer`."""
-    from lenet_course.data import prepare_images
-    from lenet_course.inspect_model import stage_maps
-
     count = len(data.labels)
     if not 0 <= index < count:
         raise ValueError(f"index={index}; choose an image in 0..{count - 1}")
@@ -276,47 +143,27 @@ def feature_map_view(
     return FeatureMapView(index, stage, image, data.classes[int(data.labels[index])], maps)
 
 
-def _figure_html(figure: Any, alt: str) -> str:
-    """A matplotlib ``Figure`` as an ``<img>`` tag holding its PNG (for an ``HTML`` widget)."""
-    import base64
-    import html
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<div><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
-
-
 def feature_map_explorer(
-    model: Any,
-    data: Any,
-    normalization: dict[str, Any],
-    *,
-    index: int = 0,
+    model: Any, data: Any, normalization: dict[str, Any], *, index: int = 0,
     stages: tuple[str, ...] = ("C1", "S2", "C3", "S4"),
-) -> Any:
-    """A slider for the test image and a menu for the stage; draws :func:`feature_map_view`.
+) -> widgets.VBox:
+    """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`.
 
-    The pictures go into an ``HTML`` widget as PNG images, not into an ``Output`` widget: a
-    saved notebook then shows them without a kernel, and headless runners (papermill, nbclient)
-    need not emulate an ``Output`` widget, which can stall them.
+    The pictures go into an ``HTML`` widget as PNGs, not into an ``Output`` widget: a saved
+    notebook shows them without a kernel, and headless runners (papermill, nbclient) need not
+    emulate an ``Output`` widget, which can stall them.
     """
-    import ipywidgets as widgets
-
-    from lenet_course.plots import show_feature_maps, show_images
-
-    slider = widgets.IntSlider(
-        value=index, min=0, max=len(data.labels) - 1, description="image", continuous_update=False
-    )
+    slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image",
+                               continuous_update=False)
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")
     picture = widgets.HTML()
 
     def draw(change: Any = None) -> None:
         view = feature_map_view(model, data, normalization, slider.value, menu.value)
-        picture.value = _figure_html(
-            show_images(view.image[None], [view.label], size=1.5), f"test image: {view.label}"
-        ) + _figure_html(show_feature_maps(view.maps, title=view.caption), view.caption)
+        image = figure_html(show_images(view.image[None], [view.label], size=1.5),
+                            f"test image: {view.label}")
+        maps = figure_html(show_feature_maps(view.maps, title=view.caption), view.caption)
+        picture.value = image + maps
 
     slider.observe(draw, names="value")
     menu.observe(draw, names="value")

@@ -1,4 +1,4 @@
-"""``lenet_course.arithmetic`` against PyTorch itself, and the counts against the 1998 paper.
+"""``lenet_course.arithmetic`` against PyTorch itself, and the explorer's state built on it.
 
 The output-size functions must agree with ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` on
 every configuration, valid or not: torch raises <=> we raise ``ValueError``, and otherwise the
@@ -21,6 +21,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lenet_course import arithmetic as A
+from lenet_course.arithmetic import (
+    conv2d_output_size,
+    explore_conv,
+    explore_pool,
+    pool2d_output_size,
+)
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -65,7 +71,7 @@ def torch_conv(size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any)
 def torch_pool(
     kind: type[nn.Module], size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
     ceil_mode: bool,
-) -> Any:  # fmt: skip
+) -> Any:
     """What ``nn.MaxPool2d`` / ``nn.AvgPool2d`` make of the configuration, or None."""
     h, w = _hw(size)
     if h < 0 or w < 0:
@@ -138,7 +144,7 @@ def test_conv2d_output_size_full_grid() -> None:
         expected = torch_conv(size, kernel, stride, padding, dilation)
         assert ours(A.conv2d_output_size, size, kernel, stride, padding, dilation) == expected, (
             size, kernel, stride, padding, dilation,
-        )  # fmt: skip
+        )
         checked += 1
     assert checked == 8 * 5 * 3 * 6 * 3
 
@@ -302,7 +308,7 @@ def test_suggested_fixes_are_valid(
             {"stride": stride, "padding": min(padding, kernel // 2), "dilation": dilation,
              "ceil_mode": ceil_mode},
         ),
-    ]  # fmt: skip
+    ]
     for function, keywords in calls:
         try:
             function(size, kernel, **keywords)
@@ -350,7 +356,7 @@ window = st.one_of(
             lambda s, p: ("pool", k, s, p, 1), st.integers(1, 3), st.integers(0, k // 2)
         )
     ),
-)  # fmt: skip
+)
 
 
 @settings(SETTINGS, max_examples=150)
@@ -387,161 +393,91 @@ def test_windows_of_reads_a_model_and_stops_at_flatten() -> None:
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, (3, 5)),
         nn.Flatten(), nn.Linear(10, 10), nn.Conv2d(1, 1, 3),
-    )  # fmt: skip
+    )
     assert A.windows_of(model) == [
         A.Window(5, 1, 2, 1, "0"), A.Window(2, 2, 0, 1, "2"), A.Window(3, 1, 0, 1, "3"),
-    ]  # fmt: skip
+    ]
     assert A.windows_of(model, axis=1)[-1].kernel_size == 5
     assert A.receptive_fields(model)[-1].size == 1 + 4 + 1 + 2 * 2
 
 
-# --- parameter and connection counts ------------------------------------------------------------
+# --- the explorer's state ------------------------------------------------------------------------
 
 
-def modern_lenet() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-        nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10),
-    )  # fmt: skip
+def test_lenet_c1_with_and_without_stride() -> None:
+    state = explore_conv(28, 5, stride=1, padding=2)
+    assert state.output == 28 and state.error is None
+    assert state.output_text == "output size: 28 x 28"
+    assert state.starts == tuple(range(28)) and state.padded == 32 and state.span == 5
+    assert state.formula == "floor((28 + 2*2 - 1*(5 - 1) - 1) / 1) + 1 = 28"
+    strided = explore_conv(28, 5, stride=2, padding=2)
+    assert strided.output_text == "output size: 14 x 14"
+    assert strided.starts[-1] == 26  # the window at 28 would need pixels 28..32 of 0..31
 
 
-def test_modern_lenet_counts() -> None:
-    model = modern_lenet()
-    assert A.count_parameters(model) == 61_706
-    assert A.conv2d_parameters(1, 6, 5) + A.conv2d_parameters(6, 16, 5) == 156 + 2_416
-    assert (
-        A.linear_parameters(400, 120) + A.linear_parameters(120, 84) + A.linear_parameters(84, 10)
-        == 48_120 + 10_164 + 850
-    )
-    trace = A.trace_shapes(model, (1, 1, 28, 28))
-    assert trace.total_parameters == 61_706
-    assert [row.multiply_adds for row in trace if row.multiply_adds] == [
-        117_600, 240_000, 48_000, 10_080, 840,
-    ]  # fmt: skip
-    assert trace.total_multiply_adds == 416_520
-    assert trace[-1].output_shape == (1, 10)
+def test_dilated_taps_skip_pixels() -> None:
+    state = explore_conv(7, 3, stride=2, padding=1, dilation=2)
+    assert state.span == 5 and state.taps(0) == (0, 2, 4) and state.taps(4) == (4, 6, 8)
+    assert state.starts == (0, 2, 4) and state.output == 3
 
 
-@SETTINGS
+def test_impossible_configurations_explain_instead_of_raising() -> None:
+    state = explore_conv(5, 7)
+    assert state.output is None and state.starts == ()
+    assert state.output_text == "output size: impossible"
+    assert "kernel_size=7" in state.error and "padding >= 1" in state.error
+    pool = explore_pool(5, 3, stride=1, padding=2)
+    assert pool.output is None and "kernel_size // 2" in pool.error
+
+
+def test_ceil_mode_formula_tells_when_a_window_is_dropped() -> None:
+    overhang = explore_pool(7, 2, ceil_mode=True)
+    assert overhang.output == 4 and overhang.starts[-1] + overhang.span - 1 == 7  # past pixel 6
+    assert "ceil((7 + 2*0 - 1*(2 - 1) - 1) / 2) + 1 = 4" == overhang.formula
+    dropped = explore_pool(5, 2, padding=1, ceil_mode=True)
+    assert dropped.output == 3
+    assert dropped.formula.endswith("less the window that would start in the right padding: 3")
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    groups=st.integers(1, 3),
-    in_per_group=st.integers(1, 3),
-    out_per_group=st.integers(1, 3),
-    kernel=int_or_pair(1, 4),
-    bias=st.booleans(),
+    size=st.integers(1, 32),
+    kernel=st.integers(1, 11),
+    stride=st.integers(1, 6),
+    padding=st.integers(0, 6),
+    dilation=st.integers(1, 4),
+    ceil_mode=st.booleans(),
 )
-def test_conv_formulas_match_numel_and_the_trace(
-    groups: int, in_per_group: int, out_per_group: int, kernel: Any, bias: bool
+def test_states_agree_with_arithmetic_and_windows_obey_the_rules(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
 ) -> None:
-    cin, cout = groups * in_per_group, groups * out_per_group
-    conv = nn.Conv2d(cin, cout, kernel, groups=groups, bias=bias)
-    assert A.conv2d_parameters(cin, cout, kernel, groups, bias) == A.count_parameters(conv)
-    row = A.trace_shapes(conv, (1, cin, 9, 9))[0]
-    output = row.output_shape[-2:]
-    assert A.conv2d_multiply_adds(cin, cout, kernel, output, groups) == row.multiply_adds
+    conv = explore_conv(size, kernel, stride, padding, dilation)
+    try:
+        assert conv.output == conv2d_output_size(size, kernel, stride, padding, dilation)
+    except ValueError as error:
+        assert conv.output is None and conv.error == str(error)
+    else:
+        # Every convolution window lies inside the padded input.
+        assert conv.starts[-1] + conv.span <= conv.padded
+        assert conv.starts[-1] + stride + conv.span > conv.padded  # and no further one would
+    pool = explore_pool(size, kernel, stride, padding, dilation, ceil_mode)
+    try:
+        assert pool.output == pool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode)
+    except ValueError as error:
+        assert pool.output is None and pool.error == str(error)
+    else:
+        # A pooling window starts inside the input or the left padding, and with ceil_mode off
+        # lies inside the padded input.
+        assert pool.starts[-1] < size + padding
+        if not ceil_mode:
+            assert pool.starts[-1] + pool.span <= pool.padded
 
 
-def test_conv2d_parameters_rejects_groups_that_do_not_divide() -> None:
-    with pytest.raises(ValueError, match="groups=4"):
-        A.conv2d_parameters(6, 16, 5, groups=4)
-
-
-def test_the_1998_paper_table() -> None:
-    layers = {layer.name: layer for layer in A.lenet5_1998_layers()}
-    expected = {
-        "C1": (6, 28, 156, 122_304),
-        "S2": (6, 14, 12, 5_880),
-        "C3": (16, 10, 1_516, 151_600),
-        "S4": (16, 5, 32, 2_000),
-        "C5": (120, 1, 48_120, 48_120),
-        "F6": (84, 1, 10_164, 10_164),
-        "OUTPUT": (10, 1, 0, 840),
-    }
-    for name, numbers in expected.items():
-        layer = layers[name]
-        assert (layer.maps, layer.map_size, layer.parameters, layer.connections) == numbers
-    assert sum(layer.parameters for layer in layers.values()) == 60_000
-    assert sum(layer.connections for layer in layers.values()) == 340_908
-    assert layers["OUTPUT"].fixed_parameters == 840
-    assert A.subsampling_parameters(6) == 12
-    assert A.sparse_conv2d_parameters(A.C3_TABLE, 5) == 1_516
-    # Without Table I (every C3 map reading all six S2 maps) C3 would be a plain convolution.
-    assert A.sparse_conv2d_parameters([range(6)] * 16, 5) == A.conv2d_parameters(6, 16, 5)
-
-
-def test_c3_table_is_the_papers() -> None:
-    assert len(A.C3_TABLE) == 16
-    assert [len(inputs) for inputs in A.C3_TABLE] == [3] * 6 + [4] * 9 + [6]
-    # Table I, row 0 (S2 map 0) is read by these C3 maps:
-    assert [j for j, inputs in enumerate(A.C3_TABLE) if 0 in inputs] == [
-        0, 4, 5, 6, 9, 10, 11, 12, 14, 15,
-    ]  # fmt: skip
-
-
-# --- count_parameters and trace_shapes on models written elsewhere -----------------------------
-
-
-def test_trace_shapes_on_d2l_lenet() -> None:
-    d2l = pytest.importorskip("d2l.torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lazy modules warn that they are new
-        model = d2l.LeNet()
-    with pytest.raises(ValueError, match="forward pass"):
-        A.count_parameters(model)
-    model.train()
-    trace = A.trace_shapes(model, (1, 1, 28, 28))
-    assert model.training, "trace_shapes must put the model back in training mode"
-    assert [row.name for row in trace][:3] == ["net.0", "net.1", "net.2"]
-    assert [row.output_shape for row in trace if row.type in ("Conv2d", "AvgPool2d")] == [
-        (1, 6, 28, 28), (1, 6, 14, 14), (1, 16, 10, 10), (1, 16, 5, 5),
-    ]  # fmt: skip
-    assert trace.total_parameters == A.count_parameters(model) == 61_706
-    assert trace.total_multiply_adds == 416_520
-
-
-class Block(nn.Module):
-    """A nested module with a parameter of its own and a layer used twice."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-        self.body = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())
-        self.shared = nn.Linear(4, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.body(x) * self.scale
-        return self.shared(self.shared(x))
-
-
-def test_trace_shapes_on_nested_modules_counts_each_parameter_once() -> None:
-    model = nn.Sequential(Block(), nn.Flatten(), nn.BatchNorm1d(48))
-    trace = A.trace_shapes(model, (2, 3, 4, 4))
-    names = [row.name for row in trace]
-    assert names == ["0.body.0", "0.body.1", "0.shared", "0.shared", "0", "1", "2"]
-    assert trace.total_parameters == A.count_parameters(model)
-    assert [row.parameters for row in trace][2:4] == [20, 0]
-    assert trace[0].multiply_adds == 2 * 3 * 4 * 4 * 3 * 9
-    assert trace[2].multiply_adds == 2 * 3 * 4 * 4 * 4
-    assert trace[-1].multiply_adds is None and "?" in str(trace)
-    flatten = trace[5]
-    assert flatten.type == "Flatten" and not flatten.new_memory
-
-
-def test_trace_shapes_tables_read_well() -> None:
-    trace = A.trace_shapes(modern_lenet(), (1, 1, 28, 28))
-    text = str(trace)
-    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "parameters",
-                                            "multiply-adds"]  # fmt: skip
-    assert "61,706" in text and "416,520" in text and "(1, 16, 5, 5)" in text
-    html = trace._repr_html_()
-    assert html.startswith("<table>") and html.count("<tr>") == len(trace) + 3
-    assert repr(trace) == text
-    assert trace.activation_bytes == 4 * (4704 + 4704 + 1176 + 1600 + 1600 + 400 + 120 * 2
-                                          + 84 * 2 + 10)  # fmt: skip
-
-
-def test_count_parameters_trainable_only() -> None:
-    model = modern_lenet()
-    model[0].requires_grad_(False)
-    assert A.count_parameters(model, trainable_only=True) == 61_706 - 156
+def test_every_slider_position_gives_a_state() -> None:
+    """The sliders' whole range: no combination raises (kernel, stride, padding, dilation)."""
+    for kernel, stride, padding, dilation in itertools.product(
+        range(1, 12), range(1, 7), range(7), range(1, 5)
+    ):
+        for size in (1, 5, 28, 32):
+            state = explore_conv(size, kernel, stride, padding, dilation)
+            assert (state.output is None) != (state.error is None)

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_course.cli import main
+from lenet_course.cli import build_parser, config_from_args, main, reproduction_command
+from lenet_course.config import RECIPES, TrainConfig
+from lenet_course.data import load_dataset, random_subset
+from lenet_course.models import build_model
+from lenet_course.paper import error_percent
+from lenet_course.train import fit, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--train-subset", "512", "--test-subset", "300", "--no-progress", "--threads", "1"]
@@ -29,7 +34,7 @@ def test_train_then_evaluate_end_to_end(real_data_root, tmp_path, capsys):
     argv = ["train", "--model", "v1", "--epochs", "3", "--batch-size", "64", "--out", str(out),
             "--root", str(real_data_root), "--device", "cpu", "--validation", "0.1", "--optimizer",
             "adam", "--lr", "0.003",
-            *TINY]  # fmt: skip
+            *TINY]
     assert main(argv) == 0
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1 and summary[0].startswith("fashion-mnist v1: test accuracy ")
@@ -49,7 +54,7 @@ def test_train_then_evaluate_end_to_end(real_data_root, tmp_path, capsys):
     assert float(rows[-1]["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
 
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--root",
-                 str(real_data_root), "--test-subset", "300", "--threads", "1"]) == 0  # fmt: skip
+                 str(real_data_root), "--test-subset", "300", "--threads", "1"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"fashion-mnist test accuracy {metrics['test_accuracy']:.4f} (300 ")
     assert f"the checkpoint recorded {metrics['test_accuracy']:.4f}" in line
@@ -82,6 +87,8 @@ def bad(argv: list[str], capsys) -> str:
         (["--batch-size", "2.5"], "'2.5' is not a whole number"),
         (["--model", "alexnet"], "invalid choice: 'alexnet'"),
         (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+        (["--optimizer", "sdlm"], "LeNet5_1998"),
+        (["--recipe", "fastest"], "invalid choice: 'fastest'"),
         (["--momentum", "1.5"], "--momentum: 1.5 must be >= 0.0 and < 1.0"),
         (["--validation", "1.5"], "--validation: 1.5 must be >= 0.0 and < 1.0"),
         (["--optimizer", "adam", "--momentum", "0.9"], "apply to sgd"),
@@ -97,9 +104,9 @@ def test_bad_train_arguments_exit_2_with_one_line(argv, reason, tmp_path, capsys
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_device_cuda_without_cuda_exits_2(tmp_path, capsys):
     assert "CUDA is not available" in bad(["train", "--device", "cuda", "--out", str(tmp_path)],
-                                          capsys)  # fmt: skip
+                                          capsys)
     assert "CUDA" in bad(["train", "--cuda-graphs", "--device", "cpu", "--out", str(tmp_path)],
-                         capsys)  # fmt: skip
+                         capsys)
 
 
 def test_evaluate_a_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
@@ -108,19 +115,125 @@ def test_evaluate_a_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     assert len(err) == 1 and "no checkpoint at" in err[0]
 
 
-def test_the_clis_choices_are_the_models():
-    from lenet_course import cli, models
+def test_the_clis_choices_are_the_models_and_the_configs():
+    from lenet_course import config, models
 
-    assert cli.MODEL_NAMES == models.MODEL_NAMES
-    assert (cli.ACTIVATIONS, cli.POOLINGS) == (models.ACTIVATIONS, models.POOLINGS)
+    actions = {a.dest: a for a in train_parser()._actions}
+    assert tuple(actions["model"].choices) == models.MODEL_NAMES
+    assert tuple(actions["activation"].choices) == models.ACTIVATIONS
+    assert tuple(actions["pooling"].choices) == models.POOLINGS
+    assert tuple(actions["optimizer"].choices) == config.OPTIMIZERS  # adamw and sdlm included
+    assert sorted(actions["recipe"].choices) == sorted(config.RECIPES)
+
+
+def train_parser():
+    return build_parser()._subparsers._group_actions[0].choices["train"]
+
+
+def parsed_config(*argv: str) -> TrainConfig:
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+#: The settings a command line run adds to a recipe: where and how it runs.
+RUNTIME = dict(device="auto", threads=None, bf16=False, compile=False, cuda_graphs=False,
+               progress=True, tensorboard=None)
+
+
+def test_flags_change_the_recipe_and_nothing_else():
+    assert parsed_config() == RECIPES["modern"].replace(**RUNTIME)
+    assert parsed_config("--model", "lenet5-1998") == RECIPES["lenet5-1998"].replace(**RUNTIME)
+    assert parsed_config("--recipe", "classic", "--epochs", "3") == RECIPES["classic"].replace(
+        epochs=3, **RUNTIME
+    )
+    assert parsed_config("--schedule", "none", "--no-nesterov").schedule is None
+    adam = parsed_config("--optimizer", "adam", "--lr", "0.003")  # the recipe's momentum goes
+    assert (adam.optimizer, adam.lr, adam.momentum, adam.nesterov) == ("adam", 0.003, 0.0, False)
+
+
+def test_help_shows_the_recipes_defaults():
+    text = train_parser().format_help()
+    modern, paper = RECIPES["modern"], RECIPES["lenet5-1998"]
+    assert f"modern: {modern.epochs}; lenet5-1998: {paper.epochs}" in " ".join(text.split())
+    assert f"default: {modern.weight_decay}" not in text  # the two recipes differ: both shown
+
+
+def test_reproduction_command_is_the_notebooks_recipe():
+    command = reproduction_command(20, seed=3, train_subset=500, out="somewhere")
+    assert command[:4] == ["python", "-m", "lenet_course", "train"]
+    args = build_parser().parse_args(command[3:])
+    assert (args.model, args.dataset, args.train_subset, args.out) == (
+        "lenet5-1998", "mnist", 500, "somewhere"
+    )
+    assert config_from_args(args) == RECIPES["lenet5-1998"].replace(epochs=20, seed=3, **RUNTIME)
+    notebook = json.loads((REPO / "notebooks" / "07_lenet5_1998_on_mnist.ipynb").read_text())
+    (parameters,) = [
+        "".join(cell["source"])
+        for cell in notebook["cells"]
+        if "parameters" in cell.get("metadata", {}).get("tags", [])
+    ]
+    assert f"passes = {RECIPES['lenet5-1998'].epochs} " in parameters
+
+
+@pytest.mark.slow
+def test_cli_reproduces_fit(real_data_root, tmp_path):
+    """`python -m lenet_course train` with the recipe's flags gives fit's test error exactly."""
+    epochs, seed, subset = 1, 0, 10_000
+    out = tmp_path / "run"
+    command = reproduction_command(epochs, seed, subset, out=str(out))
+    command = [sys.executable, *command[1:], "--root", str(real_data_root), "--threads", "1",
+               "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == epochs and metrics["model"]["name"] == "lenet5-1998"
+
+    train = random_subset(load_dataset("mnist", "train", root=real_data_root), subset, seed)
+    test = load_dataset("mnist", "test", root=real_data_root)
+    seed_everything(seed)
+    model = build_model("lenet5-1998")
+    config = RECIPES["lenet5-1998"].replace(epochs=epochs, seed=seed, threads=1, progress=False)
+    history = fit(model, train, config, test=test)
+    assert metrics["test_accuracy"] == history.last["test_accuracy"]
+    assert error_percent(metrics["test_accuracy"]) < 50  # it learned (chance: 90%)
+
+    # `evaluate` recomputes the number from the checkpoint (paper normalisation included).
+    evaluate = [sys.executable, "-m", "lenet_course", "evaluate", "--checkpoint",
+                str(out / "checkpoint.pt"), "--root", str(real_data_root), "--threads", "1"]
+    done = subprocess.run(evaluate, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in done.stdout
 
 
 def test_the_module_entry_point_lists_train_and_evaluate():
     result = subprocess.run(
         [sys.executable, "-m", "lenet_course", "train", "--help"],
         capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 0
     for flag in ("--dataset", "--model", "--epochs", "--lr", "--batch-size", "--optimizer",
-                 "--device", "--seed", "--out", "--resume", "--threads", "--schedule"):  # fmt: skip
+                 "--device", "--seed", "--out", "--resume", "--threads", "--schedule", "--recipe"):
         assert flag in result.stdout
+
+
+def test_the_lenet5_1998_recipe_is_notebook_07s():
+    """Adam (Kingma and Ba, 2015), cosine schedule, batches of 64, no weight decay, 6 passes."""
+    recipe = RECIPES["lenet5-1998"]
+    assert (recipe.optimizer, recipe.lr, recipe.batch_size) == ("adam", 3e-3, 64)
+    assert (recipe.schedule, recipe.weight_decay, recipe.epochs) == ("cosine", 0.0, 6)
+
+
+def test_random_subset_is_the_cli_draw():
+    from lenet_course import cli
+    from lenet_course.data import ImageSet
+
+    data = ImageSet(
+        torch.arange(50, dtype=torch.uint8).view(50, 1, 1).expand(50, 28, 28).contiguous(),
+        torch.arange(50) % 10,
+        tuple(str(i) for i in range(10)),
+    )
+    ours = random_subset(data, 7, 4)
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(4))  # the draw as it was
+    theirs = data.subset(order[:7])
+    assert torch.equal(ours.labels, theirs.labels) and torch.equal(ours.images, theirs.images)
+    assert random_subset(data, None, 4) is data
+    assert cli.random_subset is random_subset  # `train --train-subset N --seed S` draws the same

@@ -19,9 +19,12 @@ from lenet_course.data import (
     DatasetFormatError,
     DatasetNotFoundError,
     ImageSet,
+    InputSpec,
+    check_input,
     load_dataset,
     normalization_for,
     prepare_images,
+    random_subset,
     read_idx,
     split_train_validation,
 )
@@ -34,7 +37,8 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 @dataclass(frozen=True)
 class Spec:
-    """Stands in for models.InputSpec (data.py only reads these three fields)."""
+    """Stands in for InputSpec: prepare_images reads only these three fields, and a stand-in can
+    hold values that InputSpec refuses, to reach prepare_images' own checks."""
 
     channels: int = 1
     size: int = 28
@@ -349,6 +353,48 @@ def test_split_rejects_bad_sizes(bad) -> None:
         split_train_validation(small_set(100), bad)
 
 
+def test_random_subset_is_the_seeded_cpu_draw() -> None:
+    """The draw of `--train-subset size --seed seed`: the first ``size`` of a seeded permutation."""
+    data_set = small_set(50)
+    subset = random_subset(data_set, 7, 4)
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(4))[:7]
+    assert torch.equal(subset.images, data_set.images[order])
+    assert torch.equal(subset.labels, data_set.labels[order])
+    assert torch.equal(random_subset(data_set, 7, 4).labels, subset.labels)
+    assert not torch.equal(random_subset(data_set, 7, 5).labels, subset.labels)
+    assert random_subset(data_set, None, 4) is data_set
+    assert random_subset(data_set, 50, 4) is data_set and random_subset(data_set, 99, 4) is data_set
+    with pytest.raises(ValueError, match="size=0"):
+        random_subset(data_set, 0, 4)
+
+
+# --- what a model reads -------------------------------------------------------------------------
+
+
+def test_input_spec_shape_dict_and_checks() -> None:
+    spec = InputSpec(1, 32, "paper")
+    assert spec.shape == (1, 32, 32)
+    assert spec.to_dict() == {"channels": 1, "size": 32, "normalization": "paper"}
+    for bad, fragment in [
+        (dict(channels=0), "channels=0 must be a positive integer"),
+        (dict(size=30), "size=30 is not supported"),
+        (dict(normalization="minmax"), "normalization='minmax' is unknown"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            InputSpec(**bad)
+
+
+def test_check_input_names_the_shape_and_the_fix() -> None:
+    spec = InputSpec(1, 28, "standardize")
+    check_input(torch.zeros(2, 1, 28, 28), spec, "Net")  # a good batch passes
+    with pytest.raises(ValueError, match=r"Net expects a batch of shape \(N, 1, 28, 28\); got"):
+        check_input(torch.zeros(2, 1, 32, 32), spec, "Net")
+    with pytest.raises(ValueError, match=r"input_size=32 .*data\.prepare_images"):
+        check_input(torch.zeros(2, 1, 32, 32), spec, "Net")
+    with pytest.raises(ValueError, match=r"x\.unsqueeze\(0\)"):
+        check_input(torch.zeros(1, 28, 28), spec, "Net")
+
+
 # --- normalisation --------------------------------------------------------------------------------
 
 
@@ -419,10 +465,8 @@ def test_prepare_images_channels_and_errors() -> None:
         prepare_images(images, object(), norm)
 
 
-def test_prepare_images_with_the_models_input_spec() -> None:
-    """The real InputSpec (models.py) works the same as the stand-in."""
-    from lenet_course.models import InputSpec
-
+def test_prepare_images_with_the_real_input_spec() -> None:
+    """The real InputSpec works the same as the stand-in."""
     images = small_set(2).images
     for size, kind in ((32, "paper"), (28, "standardize")):
         spec, stand_in = InputSpec(1, size, kind), Spec(1, size, kind)

@@ -10,7 +10,6 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from lenet_course.arithmetic import C3_TABLE
 from lenet_course.data import ImageSet, prepare_images
 from lenet_course.inspect_model import (
     STAGES,
@@ -25,7 +24,9 @@ from lenet_course.inspect_model import (
     stage_maps,
     stages,
 )
+from lenet_course.lenet1998 import squash
 from lenet_course.models import build_model, transfer_weights
+from lenet_course.paper import C3_TABLE
 
 torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs
 
@@ -93,8 +94,6 @@ def test_lenet5_1998_c3_filters_are_zero_where_table_i_has_no_connection():
 
 
 def test_lenet5_1998_maps_are_squashed_module_outputs():
-    from lenet_course.models import squash
-
     torch.manual_seed(1)
     model = build_model("lenet5-1998")
     x = batch_for(model)
@@ -137,11 +136,11 @@ def test_a_d2l_style_sequential_with_lazy_layers_is_found():
         nn.LazyConv2d(16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2),
         nn.Flatten(), nn.LazyLinear(120), nn.Sigmoid(), nn.LazyLinear(84), nn.Sigmoid(),
         nn.LazyLinear(10),
-    )  # fmt: skip
+    )
     net(torch.zeros(1, 1, 28, 28))
     assert {k: v.layer for k, v in stages(net).items()} == {
         "C1": "1", "S2": "2", "C3": "4", "S4": "5",
-    }  # fmt: skip
+    }
     maps = stage_maps(net, torch.zeros(2, 1, 28, 28))
     assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == SHAPES
 

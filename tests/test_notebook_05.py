@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lenet_course.train import load_checkpoint, model_from_checkpoint
+from lenet_course.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 @pytest.mark.slow

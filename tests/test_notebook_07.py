@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from lenet_course import paper
+from lenet_course.cli import reproduction_command
 from lenet_course.notebook import recorded_values
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def test_short_run_and_the_command_line_agree(
     assert ablation["modern LeNet (v1)"] < ablation["optimiser: Adam"]
 
     # The command the notebook prints gives the notebook's number.
-    command = paper.reproduction_command(
+    command = reproduction_command(
         settings["passes"], settings["seed"], settings["train_subset"], out=str(tmp_path / "run")
     )
     command = [sys.executable, *command[1:], "--root", str(real_data_root), "--device", "cpu"]

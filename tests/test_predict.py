@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
+from lenet_course.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from lenet_course.cli import main
-from lenet_course.data import CLASS_NAMES
+from lenet_course.data import CLASS_NAMES, ImageSet, prepare_images
 from lenet_course.models import build_model
 from lenet_course.predict import (
     ImageFileError,
@@ -26,12 +27,12 @@ from lenet_course.predict import (
     predict_files,
     top_classes,
 )
+from lenet_course.train import TrainConfig, fit
 
 torch.set_num_threads(1)  # the test machines have 2 cores shared by several jobs
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = list(CLASS_NAMES["fashion-mnist"])
-NORMALIZATION = {"kind": "standardize", "mean": 0.2860, "std": 0.3530}
 
 
 def glyph(
@@ -50,21 +51,15 @@ def glyph(
     return ink if dark_background else 255 - ink
 
 
-def save_checkpoint_of(model: torch.nn.Module, path: Path, dataset: str = "fashion-mnist") -> Path:
-    from lenet_course.train import save_checkpoint
-
-    paper = model.input_spec.normalization == "paper"
-    normalization = {"kind": "paper"} if paper else NORMALIZATION
-    save_checkpoint(
-        path,
-        model,
-        epoch=1,
-        history=[{"epoch": 1, "train_loss": 1.0}],
-        class_names=list(CLASS_NAMES[dataset]),
-        dataset=dataset,
-        normalization=normalization,
-        train_config={"lr": 0.01},
-    )
+def save_checkpoint_of(model: torch.nn.Module, path: Path) -> Path:
+    """Train ``model`` for one epoch on 20 random images with Fashion-MNIST's classes; the
+    checkpoint that fit writes is what a user of predict has.  The model keeps its memory format
+    (no channels_last), so that it and a model rebuilt from the file compute bitwise alike."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8, generator=generator)
+    data = ImageSet(images, torch.arange(20) % 10, CLASS_NAMES["fashion-mnist"])
+    config = TrainConfig(epochs=1, batch_size=10, lr=1e-3, progress=False, device="cpu", threads=1)
+    fit(model, data, config.replace(channels_last=False), checkpoint=path)
     return path
 
 
@@ -79,8 +74,6 @@ def checkpoint(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name", ["v1", "v3", "classic", "lenet5-1998"])
 def test_round_trip_save_load_predict(tmp_path, name):
-    from lenet_course.train import load_checkpoint, model_from_checkpoint
-
     torch.manual_seed(1)
     model = build_model(name)
     path = save_checkpoint_of(model, tmp_path / "run" / "checkpoint.pt")
@@ -107,8 +100,6 @@ def test_lenet5_1998_probabilities_come_from_its_scores():
     model = build_model("lenet5-1998").eval()
     images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
     probabilities = class_probabilities(model, images, {"kind": "paper"})
-    from lenet_course.data import prepare_images
-
     with torch.no_grad():
         penalties = model(prepare_images(images, model.input_spec, {"kind": "paper"}))
     torch.testing.assert_close(probabilities, torch.softmax(-penalties, dim=1))
@@ -116,8 +107,6 @@ def test_lenet5_1998_probabilities_come_from_its_scores():
 
 
 def test_wrong_architecture_names_the_first_mismatched_layer_and_both_shapes(checkpoint):
-    from lenet_course.train import load_checkpoint, model_from_checkpoint
-
     loaded = load_checkpoint(checkpoint)
     loaded["model"] = {**loaded["model"], "num_classes": 5}  # fc3 is 10 x 84 in the file
     with pytest.raises(ValueError) as caught:
@@ -129,8 +118,6 @@ def test_wrong_architecture_names_the_first_mismatched_layer_and_both_shapes(che
 
 
 def test_a_truncated_checkpoint_fails_clearly(checkpoint, tmp_path):
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     data = checkpoint.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
@@ -144,8 +131,6 @@ def test_a_truncated_checkpoint_fails_clearly(checkpoint, tmp_path):
     ids=["text", "empty", "fake-zip"],
 )
 def test_a_non_checkpoint_file_fails_clearly(tmp_path, content):
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     path = tmp_path / "notes.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="notes.pt"):
@@ -153,8 +138,6 @@ def test_a_non_checkpoint_file_fails_clearly(tmp_path, content):
 
 
 def test_a_torch_file_that_is_not_our_checkpoint_fails_clearly(tmp_path):
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     path = tmp_path / "weights.pt"
     torch.save(build_model("v1").state_dict(), path)  # a bare state_dict: no config, no classes
     with pytest.raises(CheckpointError, match="weights.pt"):
@@ -177,8 +160,6 @@ class Booby:
 
 
 def test_a_pickled_object_is_refused_without_running_its_code(tmp_path):
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     path = tmp_path / "model.pt"
     torch.save({"format": "lenet_course.checkpoint/1", "model": Booby()}, path)
     with pytest.raises(CheckpointError, match="model.pt"):
@@ -191,8 +172,6 @@ def test_a_pickled_object_is_refused_without_running_its_code(tmp_path):
 
 def test_a_whole_pickled_model_is_refused(tmp_path):
     """The popular tutorial's ``torch.save(model)``: loading it needs unpickling; we refuse."""
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     path = tmp_path / "whole_model.pth"
     torch.save(build_model("v1"), path)
     with pytest.raises(CheckpointError, match="whole_model.pth"):
@@ -200,8 +179,6 @@ def test_a_whole_pickled_model_is_refused(tmp_path):
 
 
 def test_a_missing_checkpoint_fails_clearly(tmp_path):
-    from lenet_course.train import CheckpointError, load_checkpoint
-
     with pytest.raises(CheckpointError, match="nowhere.pt"):
         load_checkpoint(tmp_path / "nowhere.pt")
 
@@ -363,7 +340,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lenet_course", *args],
         capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
+    )
 
 
 def test_cli_predict_text_output_and_exit_status(checkpoint, tmp_path):
@@ -406,7 +383,7 @@ def test_cli_predict_json_keeps_errors_in_place(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (["--top-k", "0"], "argument --top-k: 0 must be at least 1"),
+        (["--top-k", "0"], "argument --top-k: 0 must be >= 1"),
         (["--top-k", "many"], "argument --top-k: 'many' is not a whole number"),
         (["--top-k", "11"], "--top-k 11: the model has 10 classes"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,20 +10,16 @@ import torch
 from torch import nn
 
 from lenet_course import train as train_module
+from lenet_course.checkpoint import HISTORY_COLUMNS, History, load_checkpoint
+from lenet_course.config import RECIPES, TrainConfig, learning_rate_at
 from lenet_course.data import ImageSet, load_dataset, normalization_for, prepare_images
 from lenet_course.models import build_model
 from lenet_course.train import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    History,
     TrainingDivergedError,
+    check_settings,
     cpu_threads,
     evaluate,
     fit,
-    learning_rate_at,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
     seed_everything,
 )
 
@@ -61,7 +58,7 @@ def weights_equal(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-QUIET = {"progress": False, "device": "cpu"}
+QUIET = TrainConfig(progress=False, device="cpu")
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -71,7 +68,7 @@ def test_fit_reaches_a_sane_accuracy_on_a_small_real_subset(fashion):
     train, test = fashion
     seed_everything(0)
     model = build_model("v1", activation="relu", pooling="max")
-    history = fit(model, train, test=test, epochs=4, lr=3e-3, optimizer="adam", **QUIET)
+    history = fit(model, train, QUIET.replace(epochs=4, lr=3e-3, optimizer="adam"), test=test)
     assert isinstance(history, History) and len(history) == 4
     assert history.column("epoch") == [1, 2, 3, 4]
     assert history.last["test_accuracy"] > 0.65  # chance is 0.10; 2,048 images, 4 epochs
@@ -89,7 +86,7 @@ def test_two_seeded_cpu_runs_are_bitwise_equal(tiny):
     for _ in range(2):
         seed_everything(3)
         model = build_model("v2")
-        history = fit(model, tiny, epochs=2, lr=0.05, momentum=0.9, seed=3, **QUIET)
+        history = fit(model, tiny, QUIET.replace(epochs=2, lr=0.05, momentum=0.9, seed=3))
         runs.append((model, history))
     (a, ha), (b, hb) = runs
     assert weights_equal(a, b)
@@ -101,7 +98,7 @@ def test_another_seed_shuffles_differently(tiny):
     for seed in (0, 1):
         seed_everything(0)  # same initial weights, different shuffles
         model = build_model("v1")
-        fit(model, tiny, epochs=1, lr=0.05, seed=seed, **QUIET)
+        fit(model, tiny, QUIET.replace(epochs=1, lr=0.05, seed=seed))
         models.append(model)
     assert not weights_equal(*models)
 
@@ -111,9 +108,9 @@ def test_fit_works_with_a_plain_sequential_and_a_validation_set(fashion):
     seed_everything(0)
     model = small_mlp()
     history = fit(
-        model, train.subset(slice(0, 1536)), validation=train.subset(slice(1536, 2048)),
-        test=test, epochs=3, lr=0.1, momentum=0.9, **QUIET,
-    )  # fmt: skip
+        model, train.subset(slice(0, 1536)), QUIET.replace(epochs=3, lr=0.1, momentum=0.9),
+        validation=train.subset(slice(1536, 2048)), test=test,
+    )
     assert history.last["validation_accuracy"] > 0.5
     assert history.last["test_accuracy"] > 0.5
 
@@ -123,7 +120,7 @@ def test_fit_works_with_d2l_lenet(tiny):
     seed_everything(0)
     net = d2l.LeNet()
     net(torch.zeros(1, 1, 28, 28))  # give the lazy layers their shapes
-    history = fit(net, tiny, test=tiny, epochs=1, lr=0.9, **QUIET)
+    history = fit(net, tiny, QUIET.replace(epochs=1, lr=0.9), test=tiny)
     assert math.isfinite(history.last["train_loss"])
     assert 0.0 <= history.last["test_accuracy"] <= 1.0
 
@@ -131,24 +128,23 @@ def test_fit_works_with_d2l_lenet(tiny):
 def test_fit_uses_the_models_own_loss_and_scores(tiny):
     seed_everything(0)
     model = build_model("lenet5-1998")  # outputs are RBF penalties: lower is better
-    history = fit(model, tiny, test=tiny, epochs=1, lr=1e-3, optimizer="adam", **QUIET)
+    history = fit(model, tiny, QUIET.replace(epochs=1, lr=1e-3, optimizer="adam"), test=tiny)
     assert math.isfinite(history.last["train_loss"])
     # accuracy must use scores = -penalties: recompute it by hand
     x = prepare_images(tiny.images, model.input_spec, normalization_for(model.input_spec, None))
     with torch.no_grad():
         expected = (model(x).argmin(1) == tiny.labels).double().mean().item()
     assert history.last["test_accuracy"] == pytest.approx(expected, abs=1e-9)
-    with pytest.raises(ValueError, match="label_smoothing"):
-        fit(model, tiny, epochs=1, label_smoothing=0.1, **QUIET)
+    with pytest.raises(ValueError, match="label_smoothing.*lenet5-1998 has its own loss"):
+        fit(model, tiny, QUIET.replace(epochs=1, label_smoothing=0.1))
 
 
 def test_schedules_and_label_smoothing_run(tiny):
     seed_everything(0)
     for schedule in ("onecycle", "cosine", lambda epoch: 0.05 / (epoch + 1)):
-        history = fit(
-            build_model("v3"), tiny, epochs=2, lr=0.05, momentum=0.9, nesterov=True,
-            schedule=schedule, label_smoothing=0.1, **QUIET,
-        )  # fmt: skip
+        config = QUIET.replace(epochs=2, lr=0.05, momentum=0.9, nesterov=True, schedule=schedule,
+                               label_smoothing=0.1)
+        history = fit(build_model("v3"), tiny, config)
         assert math.isfinite(history.last["train_loss"])
     assert history.column("lr") == [0.05, 0.025]  # the callable's value in each epoch
 
@@ -162,18 +158,24 @@ def test_bad_settings_name_the_value(tiny):
         ({"schedule": "step"}, "schedule='step'"),
         ({"momentum": 0.9, "optimizer": "adam"}, "momentum"),
         ({"cuda_graphs": True}, "CUDA"),
-        ({"resume": True}, "checkpoint"),
+        ({"optimizer": "sdlm"}, "sdlm.*LeNet5_1998"),
+        ({"label_smoothing": 1.0}, "label_smoothing=1.0"),
+        ({"batch_size": 0}, "batch_size=0"),
     ):
         with pytest.raises(ValueError, match=match):
-            fit(model, tiny, **{**QUIET, **kwargs})
+            fit(model, tiny, QUIET.replace(**kwargs))
+    with pytest.raises(ValueError, match="CUDA"):
+        check_settings(model, QUIET.replace(cuda_graphs=True))
+    with pytest.raises(ValueError, match="checkpoint"):
+        fit(model, tiny, QUIET, resume=True)
     with pytest.raises(TypeError, match="uint8"):
-        fit(model, (tiny.images.float(), tiny.labels), **QUIET)
+        fit(model, (tiny.images.float(), tiny.labels), QUIET)
 
 
 def test_a_diverging_run_names_epoch_and_step_and_suggests_a_lower_lr(tiny):
     seed_everything(0)
     with pytest.raises(TrainingDivergedError) as caught:
-        fit(build_model("v1"), tiny, epochs=2, lr=1e12, momentum=0.9, **QUIET)
+        fit(build_model("v1"), tiny, QUIET.replace(epochs=2, lr=1e12, momentum=0.9))
     message = str(caught.value)
     assert "epoch 1, step " in message
     assert "Lower the learning rate" in message and "lr=1e+11" in message
@@ -191,7 +193,7 @@ def test_thread_policy(monkeypatch):
 
 def test_fit_restores_the_thread_count(tiny):
     torch.set_num_threads(1)
-    fit(small_mlp(), tiny, epochs=1, threads=2, **QUIET)
+    fit(small_mlp(), tiny, QUIET.replace(epochs=1, threads=2))
     assert torch.get_num_threads() == 1
 
 
@@ -200,17 +202,17 @@ def test_tensorboard_without_the_package_is_a_clear_error(tiny):
         import tensorboard  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match="pip install tensorboard"):
-            fit(small_mlp(), tiny, epochs=1, tensorboard="tb", **QUIET)
+            fit(small_mlp(), tiny, QUIET.replace(epochs=1, tensorboard="tb"))
     else:
         pytest.skip("tensorboard is installed")
 
 
 def test_history_to_csv(tiny, tmp_path):
-    history = fit(small_mlp(), tiny, test=tiny, epochs=2, **QUIET)
+    history = fit(small_mlp(), tiny, QUIET.replace(epochs=2), test=tiny)
     path = tmp_path / "history.csv"
     history.to_csv(path)
     lines = path.read_text().splitlines()
-    assert lines[0].split(",") == list(train_module.HISTORY_COLUMNS)
+    assert lines[0].split(",") == list(HISTORY_COLUMNS)
     assert len(lines) == 3
     assert lines[1].split(",")[3] == ""  # no validation set: empty cell
 
@@ -246,12 +248,12 @@ def test_cosine_and_callable_schedules():
 
 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(tiny, tmp_path):
-    settings = dict(
-        epochs=3, lr=0.05, momentum=0.9, schedule="onecycle", seed=5, batch_size=100, **QUIET
+    settings = QUIET.replace(
+        epochs=3, lr=0.05, momentum=0.9, schedule="onecycle", seed=5, batch_size=100
     )
     seed_everything(5)
     uninterrupted = small_mlp(dropout=0.3)  # dropout: the RNG state must be restored too
-    full = fit(uninterrupted, tiny, test=tiny, **settings)
+    full = fit(uninterrupted, tiny, settings, test=tiny)
 
     class Interrupted(Exception):
         pass
@@ -263,124 +265,20 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(tiny, tmp_
     path = tmp_path / "run" / "checkpoint.pt"
     seed_everything(5)
     with pytest.raises(Interrupted):
-        fit(small_mlp(dropout=0.3), tiny, test=tiny, checkpoint=path, on_epoch_end=stop_after_two,
-            **settings)  # fmt: skip
+        fit(small_mlp(dropout=0.3), tiny, settings, test=tiny, checkpoint=path,
+            on_epoch_end=stop_after_two)
     assert load_checkpoint(path)["epoch"] == 2
 
     resumed_model = small_mlp(dropout=0.3)  # fresh weights: the checkpoint replaces them
-    resumed = fit(resumed_model, tiny, test=tiny, checkpoint=path, resume=True, **settings)
+    resumed = fit(resumed_model, tiny, settings, test=tiny, checkpoint=path, resume=True)
     assert weights_equal(uninterrupted, resumed_model)
     assert resumed.column("train_loss") == full.column("train_loss")
     assert resumed.column("test_accuracy") == full.column("test_accuracy")
     assert load_checkpoint(path)["epoch"] == 3
 
     with pytest.raises(ValueError, match="cannot resume.*lr=0.05.*lr=0.1"):
-        fit(small_mlp(dropout=0.3), tiny, checkpoint=path, resume=True, **{**settings, "lr": 0.1})
-
-
-def test_checkpoint_contents_follow_the_contract(tiny, tmp_path):
-    path = tmp_path / "checkpoint.pt"
-    seed_everything(0)
-    model = build_model("v1")
-    fit(model, tiny, epochs=1, checkpoint=path, momentum=0.9, **QUIET)
-    raw = torch.load(path, weights_only=True)  # safe load works
-    assert raw["format"] == CHECKPOINT_FORMAT
-    assert raw["model"] == model.config
-    assert raw["epoch"] == 1 and len(raw["history"]) == 1
-    assert raw["dataset"] == "fashion-mnist"
-    assert raw["class_names"][0] == "T-shirt/top"
-    assert raw["normalization"]["kind"] == "standardize" and raw["normalization"]["std"] > 0
-    assert raw["train_config"]["momentum"] == 0.9
-    assert raw["optimizer"]["state"]  # momentum buffers saved
-    assert all(t.device.type == "cpu" for t in raw["state_dict"].values())
-    rebuilt = model_from_checkpoint(path)
-    assert not rebuilt.training and weights_equal(rebuilt.cpu(), model.cpu())
-    x = torch.randn(4, 1, 28, 28)
-    torch.testing.assert_close(rebuilt(x), model(x))  # model is channels-last: not bitwise
-    # a user's model without config: saved, but not rebuildable by name
-    save_checkpoint(
-        tmp_path / "mlp.pt", small_mlp(), epoch=0, history=[], class_names=["a"], dataset=None,
-        normalization={"kind": "paper"}, train_config={},
-    )  # fmt: skip
-    with pytest.raises(CheckpointError, match="not one of the course's"):
-        model_from_checkpoint(tmp_path / "mlp.pt")
-
-
-def test_a_failed_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.pt"
-    model = build_model("v1")
-    common = dict(
-        history=[], class_names=["a"], dataset=None, normalization={"kind": "paper"},
-        train_config={},
-    )  # fmt: skip
-    save_checkpoint(path, model, epoch=1, **common)
-    before = path.read_bytes()
-
-    real_save = torch.save
-
-    def save_half_then_fail(obj, file, *args, **kwargs):
-        real_save(obj, file, *args, **kwargs)
-        file.truncate(100)  # a partial file ...
-        raise OSError(28, "No space left on device")  # ... and then the disk is full
-
-    monkeypatch.setattr(train_module.torch, "save", save_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        save_checkpoint(path, model, epoch=2, **common)
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert load_checkpoint(path)["epoch"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temp file left
-
-
-def test_load_checkpoint_errors_are_clear(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(CheckpointError, match="is a folder"):
-        load_checkpoint(tmp_path)
-
-    good = tmp_path / "good.pt"
-    save_checkpoint(
-        good, build_model("v1"), epoch=1, history=[], class_names=["a"], dataset=None,
-        normalization={"kind": "paper"}, train_config={},
-    )  # fmt: skip
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_checkpoint(truncated)
-
-    pickled = tmp_path / "whole_model.pt"
-    torch.save(build_model("v1"), pickled)  # the unsafe habit of many tutorials
-    with pytest.raises(CheckpointError, match=r"torch.save\(model\)"):
-        load_checkpoint(pickled)
-
-    other = tmp_path / "state_dict.pt"
-    torch.save(build_model("v1").state_dict(), other)
-    with pytest.raises(CheckpointError, match="not a lenet_course checkpoint"):
-        load_checkpoint(other)
-
-    incomplete = tmp_path / "incomplete.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "model": None}, incomplete)
-    with pytest.raises(CheckpointError, match="lacks"):
-        load_checkpoint(incomplete)
-
-
-def test_wrong_architecture_names_the_layer_and_both_shapes(tmp_path):
-    path = tmp_path / "checkpoint.pt"
-    save_checkpoint(
-        path, build_model("v1", num_classes=10), epoch=1, history=[], class_names=["a"],
-        dataset=None, normalization={"kind": "standardize", "mean": 0.3, "std": 0.3},
-        train_config={},
-    )  # fmt: skip
-    state = load_checkpoint(path)
-    state["model"] = {**state["model"], "num_classes": 5}
-    with pytest.raises(CheckpointError, match=r"fc3.weight is 10x84 in the checkpoint but 5x84"):
-        model_from_checkpoint(state)
-    state["model"] = {"name": "lenet5-1998"}
-    with pytest.raises(CheckpointError, match="no weights for layer c1.weight"):
-        model_from_checkpoint(state)
-    state["model"] = {"name": "v9"}
-    with pytest.raises(CheckpointError, match="cannot build"):
-        model_from_checkpoint(state)
+        fit(small_mlp(dropout=0.3), tiny, settings.replace(lr=0.1), checkpoint=path,
+            resume=True)
 
 
 # --- plots ---------------------------------------------------------------------------------------
@@ -393,12 +291,32 @@ def test_training_curves_accept_histories_and_checkpoint_records():
         {"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "validation_accuracy": None,
          "test_accuracy": 0.4 + e / 100}
         for e in (1, 2, 3)
-    ]  # fmt: skip
+    ]
     figure = show_training_curves({"a": History(records), "b": records[:2]})
     loss_ax, accuracy_ax = figure.axes
     assert len(loss_ax.lines) == 2
     assert [t.get_text() for t in accuracy_ax.get_legend().get_texts()] == [
         "a test", "a train", "b test", "b train",
-    ]  # fmt: skip
+    ]
     with pytest.raises(ValueError, match="no epochs"):
         show_training_curves({"empty": History()})
+
+
+# --- the configuration ---------------------------------------------------------------------------
+
+
+def test_recipes_are_one_frozen_config_each():
+    assert RECIPES["classic"] == TrainConfig(epochs=10, batch_size=256, lr=0.9)  # d2l's train_ch6
+    modern = RECIPES["modern"]
+    assert (modern.schedule, modern.label_smoothing, modern.nesterov) == ("onecycle", 0.1, True)
+    assert (RECIPES["sdlm-1998"].optimizer, RECIPES["sdlm-1998"].batch_size) == ("sdlm", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        modern.lr = 1.0  # type: ignore[misc]
+    assert modern.replace(epochs=3).epochs == 3 and modern.epochs == 12
+    with pytest.raises(ValueError, match="momentum/nesterov apply to SGD"):
+        modern.replace(optimizer="adam")  # replace() checks the new settings too
+
+
+def test_the_paper_schedule_follows_the_pass():
+    assert learning_rate_at("paper", 1.0, 25, 10, 200) == 2e-4  # step 25 is in pass 3
+    assert learning_rate_at("paper", 1.0, 199, 10, 200) == 1e-5

@@ -1,109 +1,16 @@
-"""The convolution explorer without a browser: its pure functions, its drawing and its wiring."""
+"""The convolution explorer without a browser: its drawing and its wiring (its pure functions,
+``arithmetic.explore_conv`` / ``explore_pool``, are tested in test_arithmetic.py)."""
 
 from __future__ import annotations
 
-import itertools
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from lenet_course.arithmetic import conv2d_output_size, pool2d_output_size
+from lenet_course.arithmetic import ExplorerState, explore_conv, explore_pool
 from lenet_course.plots import conv_windows_svg
-from lenet_course.widgets import (
-    SLIDERS,
-    ExplorerState,
-    conv_explorer,
-    explanation_html,
-    explore_conv,
-    explore_pool,
-    pool_explorer,
-)
-
-# --- the pure functions -------------------------------------------------------------------------
-
-
-def test_lenet_c1_with_and_without_stride() -> None:
-    state = explore_conv(28, 5, stride=1, padding=2)
-    assert state.output == 28 and state.error is None
-    assert state.output_text == "output size: 28 x 28"
-    assert state.starts == tuple(range(28)) and state.padded == 32 and state.span == 5
-    assert state.formula == "floor((28 + 2*2 - 1*(5 - 1) - 1) / 1) + 1 = 28"
-    strided = explore_conv(28, 5, stride=2, padding=2)
-    assert strided.output_text == "output size: 14 x 14"
-    assert strided.starts[-1] == 26  # the window at 28 would need pixels 28..32 of 0..31
-
-
-def test_dilated_taps_skip_pixels() -> None:
-    state = explore_conv(7, 3, stride=2, padding=1, dilation=2)
-    assert state.span == 5 and state.taps(0) == (0, 2, 4) and state.taps(4) == (4, 6, 8)
-    assert state.starts == (0, 2, 4) and state.output == 3
-
-
-def test_impossible_configurations_explain_instead_of_raising() -> None:
-    state = explore_conv(5, 7)
-    assert state.output is None and state.starts == ()
-    assert state.output_text == "output size: impossible"
-    assert "kernel_size=7" in state.error and "padding >= 1" in state.error
-    assert "Impossible" in explanation_html(state) and "padding &gt;= 1" in explanation_html(state)
-    pool = explore_pool(5, 3, stride=1, padding=2)
-    assert pool.output is None and "kernel_size // 2" in pool.error
-
-
-def test_ceil_mode_formula_tells_when_a_window_is_dropped() -> None:
-    overhang = explore_pool(7, 2, ceil_mode=True)
-    assert overhang.output == 4 and overhang.starts[-1] + overhang.span - 1 == 7  # past pixel 6
-    assert "ceil((7 + 2*0 - 1*(2 - 1) - 1) / 2) + 1 = 4" == overhang.formula
-    dropped = explore_pool(5, 2, padding=1, ceil_mode=True)
-    assert dropped.output == 3
-    assert dropped.formula.endswith("less the window that would start in the right padding: 3")
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    size=st.integers(1, 32),
-    kernel=st.integers(1, 11),
-    stride=st.integers(1, 6),
-    padding=st.integers(0, 6),
-    dilation=st.integers(1, 4),
-    ceil_mode=st.booleans(),
-)
-def test_states_agree_with_arithmetic_and_windows_obey_the_rules(
-    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
-) -> None:
-    conv = explore_conv(size, kernel, stride, padding, dilation)
-    try:
-        assert conv.output == conv2d_output_size(size, kernel, stride, padding, dilation)
-    except ValueError as error:
-        assert conv.output is None and conv.error == str(error)
-    else:
-        # Every convolution window lies inside the padded input.
-        assert conv.starts[-1] + conv.span <= conv.padded
-        assert conv.starts[-1] + stride + conv.span > conv.padded  # and no further one would
-    pool = explore_pool(size, kernel, stride, padding, dilation, ceil_mode)
-    try:
-        assert pool.output == pool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode)
-    except ValueError as error:
-        assert pool.output is None and pool.error == str(error)
-    else:
-        # A pooling window starts inside the input or the left padding, and with ceil_mode off
-        # lies inside the padded input.
-        assert pool.starts[-1] < size + padding
-        if not ceil_mode:
-            assert pool.starts[-1] + pool.span <= pool.padded
-
-
-def test_every_slider_position_gives_a_state() -> None:
-    """The sliders' whole range: no combination raises (kernel, stride, padding, dilation)."""
-    for kernel, stride, padding, dilation in itertools.product(
-        range(1, 12), range(1, 7), range(7), range(1, 5)
-    ):
-        for size in (1, 5, 28, 32):
-            state = explore_conv(size, kernel, stride, padding, dilation)
-            assert (state.output is None) != (state.error is None)
-
+from lenet_course.widgets import SLIDERS, conv_explorer, explanation_html, pool_explorer
 
 # --- the drawing ------------------------------------------------------------------------------
 
@@ -151,6 +58,11 @@ def test_drawing_is_deterministic() -> None:
 
 
 # --- the wiring ---------------------------------------------------------------------------------
+
+
+def test_explanation_of_an_impossible_configuration() -> None:
+    state = explore_conv(5, 7)
+    assert "Impossible" in explanation_html(state) and "padding &gt;= 1" in explanation_html(state)
 
 
 def test_conv_explorer_sliders_and_output_text() -> None:

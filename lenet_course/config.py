@@ -1,0 +1,125 @@
+"""One training configuration: every setting of a run in :class:`TrainConfig`, and the course's
+named :data:`RECIPES`.  :func:`lenet_course.train.fit`, the command line, the notebooks and the
+checkpoints all read it; the command line's ``--help`` shows its defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lenet_course.paper import paper_learning_rate
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
+SCHEDULES = ("onecycle", "cosine", "paper")
+Schedule = str | Callable[[int], float] | None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run.  ``config.replace(epochs=3)`` is a changed copy."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1  # the peak learning rate when there is a schedule
+    optimizer: str = "sgd"  # one of OPTIMIZERS
+    momentum: float = 0.0  # SGD only
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Schedule = None  # None, one of SCHEDULES, or a function epoch -> lr
+    label_smoothing: float = 0.0  # for cross-entropy; not for a model with its own loss()
+    seed: int = 0  # seeds torch and decides every epoch's shuffle
+    normalization: dict[str, Any] | None = None  # None: from the training images' statistics
+    # The settings below change where and how fast the run goes, not what it learns.
+    device: str = "auto"  # "auto": CUDA when there is a GPU, else the CPU
+    threads: int | None = None  # CPU threads; None: see cpu_threads()
+    channels_last: bool | None = None  # None: on for the CPU (faster there), off on CUDA
+    bf16: bool = False  # bfloat16 autocast (CUDA)
+    compile: bool = False  # torch.compile the model
+    cuda_graphs: bool = False  # torch.compile(mode="reduce-overhead"): CUDA graphs (CUDA)
+    eval_batch_size: int = 1000
+    progress: bool = True  # a tqdm bar
+    tensorboard: str | None = None  # a log folder for TensorBoard (needs the tensorboard package)
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "a whole number >= 1"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1,
+             "a whole number >= 1"),
+            ("lr", isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+             "a finite learning rate > 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("momentum", 0.0 <= self.momentum < 1.0, "0 <= momentum < 1"),
+            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "0 <= label_smoothing < 1"),
+            ("schedule", self.schedule in (None, *SCHEDULES) or callable(self.schedule),
+             f"None, one of {SCHEDULES}, or a function epoch -> lr"),
+        ]
+        for name, good, valid in checks:
+            if not good:
+                raise ValueError(f"{name}={getattr(self, name)!r}; use {valid}")
+        if (self.momentum or self.nesterov) and self.optimizer != "sgd":
+            raise ValueError(
+                f"momentum/nesterov apply to SGD; optimizer={self.optimizer!r} has its own"
+            )
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (and checked)."""
+        return replace(self, **changes)
+
+
+#: The course's recipes.  "classic": d2l's train_ch6 for its LeNet.  "modern": notebook 05's
+#: (Nesterov momentum, one-cycle, label smoothing).  "lenet5-1998": how notebook 07 trains the
+#: 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one example at a time.
+RECIPES: dict[str, TrainConfig] = {
+    "classic": TrainConfig(epochs=10, batch_size=256, lr=0.9),
+    "modern": TrainConfig(
+        epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        schedule="onecycle", label_smoothing=0.1,
+    ),
+    "lenet5-1998": TrainConfig(epochs=6, batch_size=64, lr=3e-3, optimizer="adam",
+                               schedule="cosine"),
+    "sdlm-1998": TrainConfig(epochs=20, batch_size=1, lr=5e-4, optimizer="sdlm", schedule="paper"),
+}
+#: Settings that decide what a run computes: a resumed run must keep them (and its epochs, when a
+#: schedule depends on them).
+RESUME_KEYS = (
+    "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule",
+    "label_smoothing", "seed", "channels_last", "bf16",
+)
+
+
+
+def learning_rate_at(schedule: Schedule, lr: float, step: int, steps_per_epoch: int,
+                     total_steps: int) -> float:
+    """The learning rate of (0-based) optimisation ``step`` out of ``total_steps``.
+
+    None: constant ``lr``.  "cosine": ``lr`` annealed to 0 along half a cosine.  "onecycle": the
+    defaults of ``torch.optim.lr_scheduler.OneCycleLR`` (30% warm-up from lr/25 to lr, then down
+    to lr/25/1e4; momentum not cycled).  "paper": LeCun et al.'s schedule by pass, whatever
+    ``lr``.  A function gets the 0-based epoch and returns its learning rate.
+    """
+    epoch = step // steps_per_epoch
+    if schedule is None:
+        return lr
+    if schedule == "paper":
+        return paper_learning_rate(epoch)
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    if schedule == "onecycle":
+        warm_end, last = 0.3 * total_steps - 1.0, total_steps - 1.0
+        if step <= warm_end:
+            return _cosine(lr / 25.0, lr, step / warm_end)
+        return _cosine(lr, lr / 25.0 / 1e4, (step - warm_end) / (last - warm_end))
+    value = schedule(epoch)  # type: ignore[operator]
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"the schedule returned {value!r} for epoch {epoch}; it must return a "
+                         "finite learning rate >= 0")
+    return float(value)
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1.0)
+
+

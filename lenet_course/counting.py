@@ -1,0 +1,229 @@
+"""Counting a network (notebook 02): parameters, multiply-adds and the 1998 paper's connections,
+by formula layer by layer, and on a real model (:func:`count_parameters`, :func:`trace_shapes`)."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lenet_course.arithmetic import IntOrPair, conv2d_output_size, pool2d_output_size
+from lenet_course.models import eval_mode
+from lenet_course.paper import C3_TABLE
+
+
+def _hw(value: IntOrPair) -> tuple[int, int]:
+    return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def conv2d_parameters(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                      groups: int = 1, bias: bool = True) -> int:
+    """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
+    kh, kw = _hw(kernel_size)
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must be >= 1 and divide both in_channels={in_channels} "
+                         f"and out_channels={out_channels}")
+    return out_channels * (in_channels // groups) * kh * kw + (out_channels if bias else 0)
+
+
+def linear_parameters(in_features: int, out_features: int, bias: bool = True) -> int:
+    """Weights and biases of ``nn.Linear``: ``in * out (+ out)``."""
+    return in_features * out_features + (out_features if bias else 0)
+
+
+def subsampling_parameters(maps: int) -> int:
+    """The 1998 paper's subsampling (S2, S4): one coefficient and one bias per map."""
+    return 2 * maps
+
+
+def sparse_conv2d_parameters(table: Sequence[Sequence[int]], kernel_size: IntOrPair,
+                             bias: bool = True) -> int:
+    """Parameters of a convolution whose output map ``j`` reads only input maps ``table[j]``
+    (the paper's C3, with ``paper.C3_TABLE``: 1,516)."""
+    kh, kw = _hw(kernel_size)
+    return sum(len(inputs) * kh * kw + (1 if bias else 0) for inputs in table)
+
+
+def conv2d_multiply_adds(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+                         output_size: IntOrPair, groups: int = 1) -> int:
+    """Multiply-adds of ``nn.Conv2d`` on one image, one ``(in / groups) * kh * kw`` per output."""
+    (kh, kw), (oh, ow) = _hw(kernel_size), _hw(output_size)
+    return out_channels * oh * ow * (in_channels // groups) * kh * kw
+
+
+def linear_multiply_adds(in_features: int, out_features: int) -> int:
+    """Multiply-adds of ``nn.Linear`` on one example: ``in * out``."""
+    return in_features * out_features
+
+
+def connections(units: int, inputs_per_unit: int, bias: bool = True) -> int:
+    """The 1998 paper's connections: one per input each unit reads, plus its bias. Weight sharing
+    sets them apart from parameters: C1 has 156 parameters but 6*28*28*(25 + 1) connections."""
+    return units * (inputs_per_unit + (1 if bias else 0))
+
+
+@dataclass(frozen=True)
+class PaperLayer:
+    """One layer of LeNet-5 as described in LeCun et al. (1998), Section II.B."""
+
+    name: str
+    kind: str
+    maps: int
+    map_size: int
+    parameters: int
+    connections: int
+    fixed_parameters: int = 0
+
+
+def lenet5_1998_layers(table: Sequence[Sequence[int]] = C3_TABLE) -> list[PaperLayer]:
+    """LeNet-5's layers, sizes, trainable parameters and connections, by formula: 60,000 and
+    340,908 in all (the output's Euclidean RBF units have 840 connections, fixed weights)."""
+    c1 = conv2d_output_size(32, 5)  # every size is an int: the arguments are
+    s2 = pool2d_output_size(c1, 2)
+    c3 = conv2d_output_size(s2, 5)
+    s4 = pool2d_output_size(c3, 2)
+    c5 = conv2d_output_size(s4, 5)
+
+    def layer(name: str, kind: str, maps: int, size: Any, weights: int, inputs: int) -> PaperLayer:
+        return PaperLayer(name, kind, maps, size, weights, connections(maps * size**2, inputs))
+
+    c3_connections = sum(connections(c3 * c3, len(inputs) * 25) for inputs in table)
+    return [
+        layer("C1", "convolution 5x5", 6, c1, conv2d_parameters(1, 6, 5), 25),
+        layer("S2", "subsampling 2x2", 6, s2, subsampling_parameters(6), 4),
+        PaperLayer("C3", "convolution 5x5 (Table I)", len(table), c3,
+                   sparse_conv2d_parameters(table, 5), c3_connections),
+        layer("S4", "subsampling 2x2", 16, s4, subsampling_parameters(16), 4),
+        layer("C5", "convolution 5x5", 120, c5, conv2d_parameters(16, 120, 5), 16 * 25),
+        layer("F6", "full", 84, 1, linear_parameters(120, 84), 120),
+        PaperLayer("OUTPUT", "Euclidean RBF", 10, 1, 0, connections(10, 84, bias=False),
+                   fixed_parameters=10 * 84),
+    ]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """How many numbers ``model`` learns (shared parameters count once)."""
+    for name, parameter in model.named_parameters():
+        if isinstance(parameter, nn.parameter.UninitializedParameter):
+            raise ValueError(f"parameter {name!r} of a lazy layer has no shape yet; run one "
+                             "forward pass first, e.g. trace_shapes(model, (1, 1, 28, 28))")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One call of one layer during :func:`trace_shapes`."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    parameters: int
+    multiply_adds: int | None  # None: a layer with weights whose arithmetic is not known here
+    output_bytes: int
+    new_memory: bool  # False when the output shares the input's memory (a view, in place)
+
+
+class ShapeTrace(list[LayerRow]):
+    """The rows of :func:`trace_shapes`, with totals; prints as a table."""
+
+    def __init__(self, rows: list[LayerRow], input_shape: tuple[int, ...]) -> None:
+        super().__init__(rows)
+        self.input_shape = input_shape
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(row.parameters for row in self)
+
+    @property
+    def total_multiply_adds(self) -> int:  # rows marked "?" count as 0
+        return sum(row.multiply_adds or 0 for row in self)
+
+    @property
+    def activation_bytes(self) -> int:  # outputs with memory of their own (views are free)
+        return sum(row.output_bytes for row in self if row.new_memory)
+
+    def _table(self) -> list[tuple[str, ...]]:
+        def text(value: int | None | tuple[int, ...]) -> str:  # 1,234 or ? or (1, 6, 28, 28)
+            if isinstance(value, tuple):
+                return "(" + ", ".join(map(str, value)) + ")"
+            return "?" if value is None else f"{value:,}"
+
+        rows = [(r.name, r.type, text(r.output_shape), text(r.parameters), text(r.multiply_adds))
+                for r in self]
+        total = ("total", "", "", text(self.total_parameters), text(self.total_multiply_adds))
+        headers = ("layer", "type", "output shape", "parameters", "multiply-adds")
+        return [headers, ("input", "", text(self.input_shape), "", ""), *rows, total]
+
+    def __repr__(self) -> str:  # str() shows it too
+        table = self._table()
+        widths = [max(len(line[column]) for line in table) for column in range(5)]
+        # names and shapes to the left, numbers to the right: "{:<5}  {:<6}  {:<13}  {:>10}  {:>13}"
+        row = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+        lines = [row.format(*line).rstrip() for line in table]
+        rule = "  ".join("-" * width for width in widths)
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+    def _repr_html_(self) -> str:  # names and shapes to the left, numbers to the right
+        head, *body = self._table()
+        header = "".join(f"<th>{html.escape(cell)}</th>" for cell in head)
+        rows = "".join("<tr>" + "".join(
+            f'<td style="text-align:{"left" if i < 3 else "right"}">{html.escape(cell)}</td>'
+            for i, cell in enumerate(line)) + "</tr>" for line in body)
+        return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _multiply_adds(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = math.prod(module.kernel_size)
+        if module.transposed:  # each input value is spread over a kernel-sized patch
+            return inputs[0].numel() * module.out_channels // module.groups * kernel
+        return output.numel() * module.in_channels // module.groups * kernel
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    weighted = next(module.parameters(recurse=False), None) is not None
+    return None if weighted else 0  # activations, pooling, flatten, dropout: no weighted sums
+
+
+def trace_shapes(
+    model: nn.Module, input_shape: Sequence[int], dtype: Any = None, device: Any = None
+) -> ShapeTrace:
+    """Run ``model`` once on zeros (eval mode, no gradients) and list each call of a leaf module,
+    or of one with parameters of its own. A parameter counts at its first use, so the total is
+    :func:`count_parameters`; multiply-adds are for the whole batch (``?``: not conv or linear)."""
+    first = next(iter(model.parameters()), torch.zeros(()))  # the model's device and dtype
+    dtype = dtype or (first.dtype if first.dtype.is_floating_point else torch.float32)
+    device = first.device if device is None else device
+    x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
+    rows, counted = [], set()  # counted: ids of the parameters counted so far
+    names = {module: name for name, module in model.named_modules()}
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        while isinstance(output, (tuple, list)) and output:
+            output = output[0]
+        parameters = [p for p in module.parameters(recurse=False) if id(p) not in counted]
+        counted.update(id(p) for p in parameters)
+        shape, nbytes, new_memory = (), 0, True
+        if isinstance(output, torch.Tensor):
+            shape, nbytes = tuple(output.shape), output.numel() * output.element_size()
+            storage = output.untyped_storage().data_ptr()
+            new_memory = not any(isinstance(i, torch.Tensor)
+                                 and i.untyped_storage().data_ptr() == storage for i in inputs)
+        rows.append(LayerRow(names.get(module) or type(module).__name__, type(module).__name__,
+                             shape, sum(p.numel() for p in parameters),
+                             _multiply_adds(module, inputs, output), nbytes, new_memory))
+
+    handles = [module.register_forward_hook(hook) for module in model.modules()
+               if next(module.children(), None) is None
+               or next(module.parameters(recurse=False), None) is not None]
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ShapeTrace(rows, tuple(x.shape))

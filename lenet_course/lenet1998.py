@@ -1,0 +1,300 @@
+"""LeNet-5 as published by LeCun, Bottou, Bengio and Haffner (1998), piece by piece (Section II,
+Appendix A), and :class:`LeNetVariant`, which swaps pieces for modern ones (notebook 07)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lenet_course.data import InputSpec, check_input
+from lenet_course.paper import C3_TABLE
+
+#: The squashing function f(a) = A tanh(S a), A = 1.7159, S = 2/3 (Appendix A).
+SQUASH_A = 1.7159
+SQUASH_S = 2.0 / 3.0
+
+
+def squash(a: torch.Tensor) -> torch.Tensor:
+    """f(a) = 1.7159 tanh(2a/3): f(1) = 1 and f(-1) = -1, with its steepest gain near 0."""
+    return SQUASH_A * torch.tanh(SQUASH_S * a)
+
+
+def squash_slope(a: torch.Tensor) -> torch.Tensor:
+    """f'(a) for f(a) = A tanh(S a)."""
+    return SQUASH_A * SQUASH_S * (1 - torch.tanh(SQUASH_S * a) ** 2)
+
+
+#: Bounds b of U(-b, b) for a unit of fan-in F_i (bias not counted): Appendix A as printed, and
+#: the deviation 1/sqrt(F_i) of "Efficient BackProp" (LeCun, Bottou, Orr and Mueller, 1998).
+INIT_BOUNDS: dict[str, Callable[[int], float]] = {
+    "paper": lambda fan_in: 2.4 / fan_in,
+    "efficient-backprop": lambda fan_in: math.sqrt(3.0 / fan_in),
+}
+_FAN_INS = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}  # C3's F_i depends on the map
+
+
+@torch.no_grad()
+def _uniform_(tensor: torch.Tensor, fan_in: int, bound: Callable = INIT_BOUNDS["paper"]) -> None:
+    tensor.uniform_(-bound(fan_in), bound(fan_in))
+
+
+class Subsampling(nn.Module):
+    """S2/S4: each map sums its 2x2 inputs, times a trainable coefficient, plus a trainable bias.
+
+    Section II-B *adds* the four inputs, II-A (on subsampling in general) *averages* them; the
+    coefficient absorbs the factor of 4.  We follow II-B."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        _uniform_(self.weight, 4)  # F_i: 2x2 inputs
+        _uniform_(self.bias, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=1)  # sum of 2x2
+        return total * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class PartialConv2d(nn.Module):
+    """C3: output map j convolves only the input maps ``table[j]`` (Table I: 60 5x5 kernels, 1,516
+    parameters).  The kernels are scattered into a dense one with zeros elsewhere: one ``conv2d``,
+    and the gradient reaches only the real weights."""
+
+    def __init__(self, table: Sequence[Sequence[int]], in_channels: int,
+                 kernel_size: int = 5) -> None:
+        super().__init__()
+        self.table = tuple(tuple(row) for row in table)
+        self.in_channels, self.out_channels = in_channels, len(self.table)
+        self.kernel_size = k = kernel_size
+        for j, row in enumerate(self.table):
+            if not row or len(set(row)) != len(row) or not set(row) <= set(range(in_channels)):
+                raise ValueError(f"table row {j}={row!r}; use distinct maps 0..{in_channels - 1}")
+        index = [j * in_channels + i for j, row in enumerate(self.table) for i in row]
+        self.register_buffer("connection_index", torch.tensor(index), persistent=False)
+        self.weight = nn.Parameter(torch.empty(len(index), k, k))
+        self.bias = nn.Parameter(torch.empty(self.out_channels))
+        for j, kernels, fan_in in self.maps():
+            _uniform_(self.weight[kernels], fan_in)
+            _uniform_(self.bias[j : j + 1], fan_in)
+
+    def maps(self) -> Iterator[tuple[int, slice, int]]:
+        """For each output map j: (j, the slice of ``weight`` holding its kernels, its fan-in)."""
+        start = 0
+        for j, row in enumerate(self.table):
+            yield j, slice(start, start + len(row)), len(row) * self.kernel_size**2
+            start += len(row)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The out x in x k x k kernel, with zeros where the table has no connection."""
+        k = self.kernel_size
+        dense = self.weight.new_zeros(self.out_channels * self.in_channels, k, k)
+        dense = dense.index_copy(0, self.connection_index, self.weight)
+        return dense.view(self.out_channels, self.in_channels, k, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.dense_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        k, n = self.kernel_size, len(self.connection_index)
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=({k}, {k}), connections={n}"
+
+
+#: The ten digits as 7x12 bitmaps ('#' = ink), side by side; drawn for this course after the
+#: paper's Fig. 3.  They give the output units' fixed +1/-1 prototypes (7 x 12 = 84 = F6's size).
+_DIGITS = """
+....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+..###.. ...#... ..###.. .#####. ....#.. ####### ..####. ####### .#####. .#####.
+.#...#. ..##... .#...#. #.....# ...##.. #...... .#..... ......# #.....# #.....#
+#.....# .#.#... #.....# ......# ..#.#.. #...... #...... .....#. #.....# #.....#
+#.....# ...#... ......# ......# .#..#.. ######. #...... ....#.. #.....# #.....#
+#.....# ...#... .....#. ..####. #...#.. ......# ######. ...#... .#####. #.....#
+#.....# ...#... ....#.. ......# ####### ......# #.....# ...#... #.....# .######
+#.....# ...#... ...#... ......# ....#.. ......# #.....# ..#.... #.....# ......#
+#.....# ...#... ..#.... ......# ....#.. ......# #.....# ..#.... #.....# ......#
+.#...#. ...#... .#..... #.....# ....#.. #.....# #.....# ..#.... #.....# .....#.
+..###.. .#####. ####### .#####. ....#.. .#####. .#####. ..#.... .#####. .####..
+....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+"""
+DIGIT_BITMAPS = tuple(zip(*(row.split() for row in _DIGITS.strip().splitlines()), strict=True))
+
+
+def digit_prototypes(bitmaps: tuple[tuple[str, ...], ...] = DIGIT_BITMAPS) -> torch.Tensor:
+    """The 10 x 84 matrix of +1 (ink) / -1 (background) prototypes, read row by row from bitmaps."""
+    rows = []
+    for digit, bitmap in enumerate(bitmaps):
+        if len(bitmap) != 12 or any(len(line) != 7 or set(line) - {"#", "."} for line in bitmap):
+            raise ValueError(f"bitmap of {digit} must be 12 lines of 7 characters '#' or '.'")
+        rows.append([1.0 if ch == "#" else -1.0 for line in bitmap for ch in line])
+    return torch.tensor(rows)
+
+
+class EuclideanRBF(nn.Module):
+    """y_i = sum_j (x_j - w_ij)^2, the squared distance to prototype i (a buffer: kept fixed)."""
+
+    def __init__(self, prototypes: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("prototypes", prototypes.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.prototypes.shape[1]}, out_features={self.prototypes.shape[0]}"
+
+
+#: The constant j of the MAP loss; the paper does not give its value.
+MAP_J = 10.0
+
+
+def map_loss(outputs: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> torch.Tensor:
+    """The paper's MAP criterion (Section II-C), averaged over the batch:
+    E = mean_p [y_{D_p} + log(exp(-j) + sum_i exp(-y_i))] pulls the correct penalty down and
+    pushes the others up until they pass j (a "rubbish" class of fixed penalty j)."""
+    correct = outputs.gather(1, targets.view(-1, 1)).squeeze(1)
+    rubbish = outputs.new_full((outputs.shape[0], 1), j)
+    return (correct + torch.logsumexp(-torch.cat([rubbish, outputs], dim=1), dim=1)).mean()
+
+
+class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
+    """LeNet-5 as published (Section II), with its weights drawn as Appendix A prints.
+
+    32x32 input ("paper" normalisation), C1 6@5x5, S2, C3 (Table I), S4, C5 120@5x5, F6 84 units,
+    each squashed, then 10 Euclidean RBF outputs.  Parameters per layer: 156, 12, 1,516, 32,
+    48,120, 10,164 (60,000).  Not the paper's: the digit prototypes (its were stylised ASCII
+    characters) and j, which it does not state.
+    """
+
+    def __init__(self, j: float = MAP_J) -> None:
+        super().__init__()
+        if not (isinstance(j, (int, float)) and math.isfinite(j) and j > 0):
+            raise ValueError(f"j={j!r} must be a positive, finite number (the MAP loss constant)")
+        self.j = float(j)
+        self.config: dict[str, Any] = {"name": "lenet5-1998", "j": self.j}
+        self.input_spec = InputSpec(channels=1, size=32, normalization="paper")
+        self.c1 = nn.Conv2d(1, 6, kernel_size=5)  # 32x32 -> 6@28x28
+        self.s2 = Subsampling(6)  # -> 6@14x14
+        self.c3 = PartialConv2d(C3_TABLE, in_channels=6)  # -> 16@10x10
+        self.s4 = Subsampling(16)  # -> 16@5x5
+        self.c5 = nn.Conv2d(16, 120, kernel_size=5)  # -> 120@1x1
+        self.f6 = nn.Linear(120, 84)
+        self.output = EuclideanRBF(digit_prototypes())
+        for name in ("c1", "c5", "f6"):  # redraw PyTorch's default by the paper's rule
+            for p in getattr(self, name).parameters():
+                _uniform_(p, _FAN_INS[name])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 84 F6 states, the point that the RBF units compare with their prototypes."""
+        check_input(x, self.input_spec, type(self).__name__)
+        x = squash(self.s2(squash(self.c1(x))))
+        x = squash(self.s4(squash(self.c3(x))))
+        x = squash(self.c5(x))
+        return squash(self.f6(torch.flatten(x, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The penalties y_i, one per class: squared distances of F6's state to the prototypes."""
+        return self.output(self.features(x))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The MAP criterion, :func:`map_loss`, with this network's j."""
+        return map_loss(outputs, targets, self.j)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Higher = more likely: the negated penalties."""
+        return -outputs
+
+
+def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
+    """For every parameter of ``model``: (slice of its first dimension, fan-in F_i) pairs."""
+    if not isinstance(model, LeNet5_1998):
+        raise TypeError(f"fan_ins follows the layers of LeNet5_1998; got {type(model).__name__}")
+    fans: dict[str, list[tuple[slice, int]]] = {}
+    for layer, fan in _FAN_INS.items():
+        fans[f"{layer}.weight"] = fans[f"{layer}.bias"] = [(slice(None), fan)]
+    fans["c3.weight"] = [(kernels, fan) for _, kernels, fan in model.c3.maps()]
+    fans["c3.bias"] = [(slice(j, j + 1), fan) for j, _, fan in model.c3.maps()]
+    return fans
+
+
+@torch.no_grad()
+def reinitialise_(model: LeNet5_1998, rule: str = "paper",
+                  generator: torch.Generator | None = None) -> LeNet5_1998:
+    """Redraw every parameter of ``model`` uniformly in +/-``INIT_BOUNDS[rule](F_i)``; return it.
+    "efficient-backprop" bounds are 0.72 sqrt(F_i) times the paper's (3.6x for C1, 14x for C5)."""
+    if rule not in INIT_BOUNDS:
+        raise ValueError(f"rule={rule!r} is unknown; use one of {tuple(INIT_BOUNDS)}")
+    parameters = dict(model.named_parameters())
+    for name, pieces in fan_ins(model).items():
+        for part, fan_in in pieces:
+            bound = INIT_BOUNDS[rule](fan_in)
+            parameters[name][part].uniform_(-bound, bound, generator=generator)
+    return model
+
+
+#: LeNetVariant's options; the first of each is the paper's choice.
+VARIANT_CHOICES = {
+    "output": ("rbf", "linear"),
+    "activation": ("squash", "relu"),
+    "pooling": ("subsampling", "max"),
+    "init": ("paper", "pytorch"),
+}
+
+
+class LeNetVariant(nn.Module):
+    """LeNet-5 (1998) with design choices swapped; the defaults compute what LeNet5_1998 does.
+
+    ``output``: "rbf" (MAP loss) or "linear" (84 -> 10, cross-entropy).  ``activation``: "squash"
+    or "relu" (F6 keeps squash before RBF outputs).  ``pooling``: "subsampling" or "max" (2x2).
+    ``init``: "paper" (+/-2.4/F_i) or "pytorch" (+/-1/sqrt(F_i)).  C3 always follows Table I."""
+
+    def __init__(self, output: str = "rbf", activation: str = "squash",
+                 pooling: str = "subsampling", init: str = "paper", j: float = MAP_J) -> None:
+        super().__init__()
+        options = {"output": output, "activation": activation, "pooling": pooling, "init": init}
+        for name, value in options.items():
+            if value not in VARIANT_CHOICES[name]:
+                raise ValueError(f"{name}={value!r} is unknown; use one of {VARIANT_CHOICES[name]}")
+        self.config: dict[str, Any] = {"name": "lenet5-1998-variant", **options, "j": j}
+        self.input_spec = InputSpec(channels=1, size=32, normalization="paper")
+        self.output_kind, self.j = output, float(j)
+        self.act = squash if activation == "squash" else F.relu
+        paper = LeNet5_1998(j=j)  # the paper's layers, drawn by its rule
+        self.c1, self.c3, self.c5, self.f6 = paper.c1, paper.c3, paper.c5, paper.f6
+        self.s2: nn.Module = paper.s2 if pooling == "subsampling" else nn.MaxPool2d(2)
+        self.s4: nn.Module = paper.s4 if pooling == "subsampling" else nn.MaxPool2d(2)
+        self.output: nn.Module = paper.output
+        if output == "linear":
+            self.output = nn.Linear(84, 10)
+            for p in self.output.parameters():
+                _uniform_(p, 84)
+        if init == "pytorch":
+            for layer in (self.c1, self.c5, self.f6, self.output):
+                if hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+            for j_map, kernels, fan_in in self.c3.maps():  # what nn.Conv2d draws, map by map
+                for part in (self.c3.weight[kernels], self.c3.bias[j_map]):
+                    _uniform_(part, fan_in, lambda f: 1.0 / math.sqrt(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act, subsampling = self.act, isinstance(self.s2, Subsampling)
+        x = self.s2(act(self.c1(x)))
+        x = act(x) if subsampling else x  # subsampling units squash; max-pooling does not
+        x = self.s4(act(self.c3(x)))
+        x = act(x) if subsampling else x
+        x = act(self.c5(x)).flatten(1)
+        return self.output((squash if self.output_kind == "rbf" else act)(self.f6(x)))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """MAP loss for RBF outputs, cross-entropy for linear ones."""
+        if self.output_kind == "linear":
+            return F.cross_entropy(outputs, targets)
+        return map_loss(outputs, targets, self.j)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Higher = more likely: negated penalties (RBF) or the logits (linear)."""
+        return -outputs if self.output_kind == "rbf" else outputs
