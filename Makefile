@@ -53,10 +53,9 @@ test: $(STAMP)
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-cell-timeout=900 $(PYTEST_ARGS)
 
-# The modern recipe of notebook 05 from the command line; add options with TRAIN_ARGS="...".
+# Notebook 05's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
 train: data
-	$(PY) -m lenet_course train --pooling max --nesterov --label-smoothing 0.1 --epochs 12 \
-		--out runs/train $(TRAIN_ARGS)
+	$(PY) -m lenet_course train --recipe modern --pooling max --out runs/train $(TRAIN_ARGS)
 
 bench: data
 	$(PY) benchmarks/bench_d2l.py --epochs 10

@@ -1,11 +1,8 @@
 """Convolution arithmetic: how big a layer's output is, and what one output unit sees.
 
-Notebook 01's formula, along one side: ``out = (size + 2*padding - span) // stride + 1``, where
-a window spans ``dilation * (kernel_size - 1) + 1`` pixels. The output sizes agree with
-``nn.Conv2d``, ``nn.MaxPool2d`` and ``nn.AvgPool2d``, and a ``ValueError`` comes exactly where
-PyTorch refuses (the property tests check both against torch); the explorer widgets show it to
-learners, so it names the bad value and a fix. No torch here: notebook 01's widgets start fast.
-"""
+Along one side, ``out = (size + 2*padding - span) // stride + 1``, where a window spans
+``dilation * (kernel_size - 1) + 1`` pixels. Sizes and errors match PyTorch's (property tests
+check); the explorer shows the errors, so they name a fix. No torch: the widgets start fast."""
 
 from __future__ import annotations
 
@@ -17,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-#: An int (the same for height and width) or a pair ``(height, width)``.
-IntOrPair = int | tuple[int, int]
+IntOrPair = int | tuple[int, int]  # one int for both height and width, or a pair (height, width)
 
 
 def span(kernel_size: int, dilation: int = 1) -> int:
@@ -26,25 +22,19 @@ def span(kernel_size: int, dilation: int = 1) -> int:
     return dilation * (kernel_size - 1) + 1
 
 
-def conv2d_output_size(
-    size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
-    padding: IntOrPair | str = 0, dilation: IntOrPair = 1,
-) -> IntOrPair:
+def conv2d_output_size(size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
+                       padding: IntOrPair | str = 0, dilation: IntOrPair = 1) -> IntOrPair:
     """The output height and width of ``nn.Conv2d`` on an input of ``size``. Arguments are ints
     or pairs ``(height, width)`` (the result is an int when all are ints); ``padding`` may also
     be ``"valid"`` (none) or ``"same"`` (keep the size; stride 1 only)."""
     axes, as_pair = _checked(False, size, kernel_size, stride, padding, dilation)
-    out = []
-    for n, k, s, p, d in axes:
-        total = span(k, d) - 1 if padding == "same" else 2 * p  # "same": just enough to keep n
-        out.append((n + total - span(k, d)) // s + 1)
+    out = [n if padding == "same" else (n + 2 * p - span(k, d)) // s + 1 for n, k, s, p, d in axes]
     return (out[0], out[1]) if as_pair else out[0]
 
 
-def pool2d_output_size(
-    size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-    padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
-) -> IntOrPair:
+def pool2d_output_size(size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                       padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                       ceil_mode: bool = False) -> IntOrPair:
     """The output height and width of ``nn.MaxPool2d`` (and ``nn.AvgPool2d``: dilation 1).
     ``stride`` defaults to ``kernel_size``, as in PyTorch. ``ceil_mode=True`` rounds up, so a
     last window may hang over the edge, as long as it starts inside the input or left padding."""
@@ -53,9 +43,8 @@ def pool2d_output_size(
     out = []
     for n, k, s, p, d in axes:
         length = (n + 2 * p - span(k, d) + (s - 1 if ceil_mode else 0)) // s + 1
-        if ceil_mode and (length - 1) * s >= n + p:  # it would start in the right padding: drop it
-            length -= 1
-        out.append(length)
+        # ceil_mode drops a last window that would start in the right padding
+        out.append(length - 1 if ceil_mode and (length - 1) * s >= n + p else length)
     return (out[0], out[1]) if as_pair else out[0]
 
 
@@ -63,7 +52,7 @@ def pool2d_output_size(
 
 
 def _pairs(**arguments: Any) -> tuple[list[tuple[int, ...]], set[str]]:
-    """The arguments along height and along width, and which of them were given as pairs."""
+    """The arguments (in order) along height and along width, and which were given as pairs."""
     as_pair = {name for name, v in arguments.items() if isinstance(v, (tuple, list))}
     pairs = []
     for name, value in arguments.items():
@@ -77,21 +66,17 @@ def _pairs(**arguments: Any) -> tuple[list[tuple[int, ...]], set[str]]:
     return list(zip(*pairs, strict=True)), as_pair
 
 
-def _checked(
-    pool: bool, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
-    ceil_mode: bool = False,
-) -> tuple[list[tuple[int, ...]], set[str]]:
+def _checked(pool: bool, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
+             ceil_mode: bool = False) -> tuple[list[tuple[int, ...]], set[str]]:
     """:func:`_pairs`, once they pass every check PyTorch makes."""
-    if isinstance(padding, str) and (pool or padding not in ("valid", "same")):
-        raise ValueError(
-            f"padding={padding!r}: pooling takes no 'same' or 'valid' (those are for "
-            "convolutions); give an int or a pair between 0 and kernel_size // 2" if pool else
-            f"padding={padding!r} is not a padding PyTorch knows; use 'valid', 'same' or an int "
-            ">= 0 (or a pair of them)"
-        )
-    numbers = 0 if isinstance(padding, str) else padding
-    axes, as_pair = _pairs(size=size, kernel_size=kernel, stride=stride, padding=numbers,
-                           dilation=dilation)
+    if isinstance(padding, str) and pool:
+        raise ValueError(f"padding={padding!r}: pooling takes no 'same' or 'valid' (those are for "
+                         "convolutions); give an int or a pair between 0 and kernel_size // 2")
+    if isinstance(padding, str) and padding not in ("valid", "same"):
+        raise ValueError(f"padding={padding!r} is not a padding PyTorch knows; use 'valid', "
+                         "'same' or an int >= 0 (or a pair of them)")
+    axes, as_pair = _pairs(size=size, kernel_size=kernel, stride=stride,
+                           padding=0 if isinstance(padding, str) else padding, dilation=dilation)
     if padding == "same" and any(s != 1 for _, _, s, _, _ in axes):
         half = [(span(k, d) - 1) // 2 for _, k, _, _, d in axes]
         raise ValueError(f"padding='same' needs stride=1, but stride={stride!r}; give an int "
@@ -106,9 +91,8 @@ def _checked(
     return axes, as_pair
 
 
-def _problem(
-    n: int, k: int, s: int, p: int, d: int, pool: bool, ceil_mode: bool, same: bool
-) -> tuple[str, int, str] | None:
+def _problem(n: int, k: int, s: int, p: int, d: int, pool: bool, ceil_mode: bool,
+             same: bool) -> tuple[str, int, str] | None:
     """What PyTorch refuses along one axis: the argument, and why (with what would be valid)."""
     for argument, value in (("size", n), ("kernel_size", k), ("stride", s), ("dilation", d)):
         if value < 1:
@@ -127,13 +111,11 @@ def _problem(
     why = " even with ceil_mode=True" if ceil_mode else ""
     return "kernel_size", k, (
         f"is a window of {window}, which does not fit in the padded input of {padded} (size {n} "
-        f"and padding {p} on each side){why}; use {_fixes(n, k, s, p, d, pool, ceil_mode)}"
-    )
+        f"and padding {p} on each side){why}; use {_fixes(n, k, s, p, d, pool, ceil_mode, room)}")
 
 
-def _fixes(n: int, k: int, s: int, p: int, d: int, pool: bool, ceil_mode: bool) -> str:
-    """Each value that alone makes the window fit: ``span <= n + 2p`` (``+ s - 1`` with ceil)."""
-    room = n + 2 * p + (s - 1 if ceil_mode else 0)
+def _fixes(n: int, k: int, s: int, p: int, d: int, pool: bool, ceil_mode: bool, room: int) -> str:
+    """Each value that alone makes the window fit in ``room`` (``n + 2p``, ``+ s - 1`` if ceil)."""
     padding, kernel = p - (room - span(k, d)) // 2, (room - 1) // d + 1
     fixes = []
     if not pool:
@@ -169,21 +151,19 @@ class Window:
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """What one output unit of a layer sees of the input along one axis: ``size`` pixels, with
-    ``jump`` pixels between neighbouring units, the first centred on pixel ``start``."""
+    """What one unit sees of the input along one axis: ``size`` pixels, ``jump`` between units."""
 
     name: str
     size: int
     jump: int
-    start: float  # 0 is the first pixel; negative reaches into the padding
+    start: float  # the first unit's centre: 0 is the first pixel, negative is in the padding
 
 
 def receptive_fields(
     layers: Iterable[Window | tuple[int, ...]] | nn.Module,
 ) -> list[ReceptiveField]:
-    """The receptive field after each layer: it widens by ``(span - 1) * jump`` each time, and
-    the jump grows by the layer's stride. ``layers`` are windows, tuples of their fields, or a
-    model (read with :func:`windows_of`)."""
+    """The receptive field after each layer: it widens by ``(span - 1) * jump``, and the jump
+    grows by the stride. ``layers``: windows, tuples of their fields, or a model."""
     if hasattr(layers, "named_modules"):  # an nn.Module (nn.Sequential is iterable, too)
         layers = windows_of(layers)  # type: ignore[arg-type]
     size, jump, start, fields = 1, 1, 0.0, []
@@ -264,12 +244,10 @@ class ExplorerState:
     def formula(self) -> str:
         """The output-size formula with this state's numbers filled in."""
         top = f"{self.size} + 2*{self.padding} - {self.dilation}*({self.kernel_size} - 1) - 1"
-        difference = self.padded - self.span
-        if not self.ceil_mode:
-            return f"floor(({top}) / {self.stride}) + 1 = {difference // self.stride + 1}"
-        rounded_up = -(-difference // self.stride) + 1
-        text = f"ceil(({top}) / {self.stride}) + 1 = {rounded_up}"
-        if self.output is not None and self.output < rounded_up:
+        rounding, up = ("ceil", self.stride - 1) if self.ceil_mode else ("floor", 0)
+        value = (self.padded - self.span + up) // self.stride + 1
+        text = f"{rounding}(({top}) / {self.stride}) + 1 = {value}"
+        if self.output is not None and self.output < value:  # only with ceil_mode
             text += f", less the window that would start in the right padding: {self.output}"
         return text
 
@@ -277,24 +255,21 @@ class ExplorerState:
 def explore_conv(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1) -> ExplorerState:
     """The explorer's state for ``nn.Conv2d``; an impossible configuration carries its error."""
-    return _explore("conv", size, kernel_size, stride, padding, dilation, False)
+    return _explore("conv", conv2d_output_size, size, kernel_size, stride, padding, dilation)
 
 
-def explore_pool(
-    size: int, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
-    ceil_mode: bool = False,
-) -> ExplorerState:
+def explore_pool(size: int, kernel_size: int, stride: int | None = None, padding: int = 0,
+                 dilation: int = 1, ceil_mode: bool = False) -> ExplorerState:
     """The explorer's state for ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``)."""
     stride = kernel_size if stride is None else stride
-    return _explore("pool", size, kernel_size, stride, padding, dilation, ceil_mode)
+    return _explore("pool", pool2d_output_size, size, kernel_size, stride, padding, dilation,
+                    ceil_mode)
 
 
-def _explore(kind: str, *configuration: Any) -> ExplorerState:
+def _explore(kind: str, output_size: Any, *configuration: Any) -> ExplorerState:
     try:
-        if kind == "conv":
-            output, error = conv2d_output_size(*configuration[:5]), None
-        else:
-            output, error = pool2d_output_size(*configuration), None
+        output, error = output_size(*configuration), None
     except ValueError as exception:
         output, error = None, str(exception)
-    return ExplorerState(kind, *configuration, output, error)  # type: ignore[arg-type]
+    ceil_mode = configuration[5] if kind == "pool" else False
+    return ExplorerState(kind, *configuration[:5], ceil_mode, output, error)

@@ -1,9 +1,8 @@
 """What a training run leaves: its :class:`History`, checkpoints and run folders, written safely.
 
-A checkpoint is a plain dict of tensors, numbers and strings (no pickled classes), written
-atomically (a temporary file, then ``os.replace``) and read back with
-``torch.load(weights_only=True)``, which never runs code from the file.  Keys:
-:data:`CHECKPOINT_KEYS`, plus ``rng`` (the generator states, so a resumed run continues exactly).
+A checkpoint is a plain dict of tensors, numbers and strings (:data:`CHECKPOINT_KEYS`, and
+``rng`` so that a resumed run continues exactly), written atomically and read back with
+``torch.load(weights_only=True)``, which never runs code from the file.
 """
 
 from __future__ import annotations
@@ -86,12 +85,9 @@ class History:
         if not self.epochs:
             return "History(no epochs)"
         last, test = self.last, self.last["test_accuracy"]
-        return (
-            f"History({len(self)} epochs: train loss {last['train_loss']:.4f}, train accuracy "
-            f"{last['train_accuracy']:.4f}"
-            + (f", test accuracy {test:.4f}" if test is not None else "")
-            + f", {self.seconds:.1f} s)"
-        )
+        shown = f", test accuracy {test:.4f}" if test is not None else ""
+        return (f"History({len(self)} epochs: train loss {last['train_loss']:.4f}, train accuracy "
+                f"{last['train_accuracy']:.4f}{shown}, {self.seconds:.1f} s)")
 
 
 class CheckpointError(ValueError):
@@ -118,17 +114,10 @@ def atomic_save(obj: Any, path: PathLike) -> None:
         raise
 
 
-def save_checkpoint(
-    path: PathLike,
-    model: nn.Module,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    history: Sequence[Mapping[str, Any]],
-    class_names: Sequence[str],
-    dataset: str | None,
-    normalization: Mapping[str, Any],
-    train_config: Mapping[str, Any],
-) -> None:
+def save_checkpoint(path: PathLike, model: nn.Module, *, history: Sequence[Mapping[str, Any]],
+                    class_names: Sequence[str], dataset: str | None,
+                    normalization: Mapping[str, Any], train_config: Mapping[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
     """Write the state after ``len(history)`` epochs; ``model.config`` says how to rebuild it."""
     config = getattr(model, "config", None)
     state = {
@@ -199,22 +188,15 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
     """Raise :class:`CheckpointError` naming the first layer whose weights do not fit ``model``."""
     name = getattr(model, "config", {}).get("name", type(model).__name__)
     expected = model.state_dict()
-    problem = None
-    for key, tensor in expected.items():
-        if key not in state_dict:
-            problem = f"it has no weights for layer {key} ({_shape(tensor)})"
-        elif state_dict[key].shape != tensor.shape:
-            problem = (
-                f"layer {key} is {_shape(state_dict[key])} in the checkpoint but "
-                f"{_shape(tensor)} in the model"
-            )
-        if problem:
-            break
-    extra = [key for key in state_dict if key not in expected]
-    if problem is None and extra:
-        problem = f"it has layer {extra[0]} ({_shape(state_dict[extra[0]])}) that the model lacks"
-    if problem:
-        raise CheckpointError(f"the checkpoint does not fit model {name!r}: {problem}")
+    problems = [
+        f"it has no weights for layer {key} ({_shape(tensor)})" if key not in state_dict else
+        f"layer {key} is {_shape(state_dict[key])} in the checkpoint but {_shape(tensor)} in the "
+        "model" for key, tensor in expected.items()
+        if key not in state_dict or state_dict[key].shape != tensor.shape
+    ] + [f"it has layer {key} ({_shape(tensor)}) that the model lacks"
+         for key, tensor in state_dict.items() if key not in expected]
+    if problems:
+        raise CheckpointError(f"the checkpoint does not fit model {name!r}: {problems[0]}")
 
 
 def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module:
@@ -236,32 +218,20 @@ def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module
     return model.eval()
 
 
-def save_run_files(
-    out: PathLike, model: nn.Module, history: Any, *, dataset: str | None, test_size: int
-) -> dict[str, Any]:
+def save_run_files(out: PathLike, model: nn.Module, history: History, *, dataset: str | None,
+                   test_size: int) -> dict[str, Any]:
     """Write ``out/metrics.json`` and ``out/history.csv`` for a finished run; return the metrics.
-
-    ``fit(..., checkpoint=out /
-    "checkpoint.pt")`` writes the third file of a run.
-    """
-    out = Path(out)
+    (``fit(..., checkpoint=out / "checkpoint.pt")`` writes the third file of a run.)"""
+    out, config = Path(out), history.config
     out.mkdir(parents=True, exist_ok=True)
-    last, config = history.last, history.config
+    last = {k: history.last[k] for k in HISTORY_COLUMNS[1:5]}  # losses and accuracies
     metrics = {
-        "dataset": dataset,
-        "model": getattr(model, "config", None) or type(model).__name__,
-        "epochs": len(history),
-        **{key: last[key] for key in ("test_accuracy", "validation_accuracy")},
-        **{key: last[key] for key in ("train_accuracy", "train_loss")},
-        "examples_per_second": history.examples_per_second,
-        "seconds": history.seconds,
-        "device": config.get("device", next(model.parameters()).device.type),
-        "threads": config.get("threads"),
-        "train_size": config.get("train_size"),
-        "test_size": test_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "torch": torch.__version__,
-        "train_config": config,
+        "dataset": dataset, "model": getattr(model, "config", None) or type(model).__name__,
+        "epochs": len(history), **last, "examples_per_second": history.examples_per_second,
+        "seconds": history.seconds, "device": config.get("device"),
+        "threads": config.get("threads"), "train_size": config.get("train_size"),
+        "test_size": test_size, "parameters": sum(p.numel() for p in model.parameters()),
+        "torch": torch.__version__, "train_config": config,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     history.to_csv(out / "history.csv")

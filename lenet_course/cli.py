@@ -79,9 +79,6 @@ def _count_or_fraction(text: str) -> float:
     return number(float, 0.0, 1.0)(text) if "." in text else number(int, 0)(text)
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-
 def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=[*sorted(DATASETS), "all"], default="all",
                         help="which data set to check or download (default: all)")
@@ -95,13 +92,10 @@ def _run_data(args: argparse.Namespace) -> int:
         try:
             ensure_dataset(name, args.root, download=not args.no_download)
         except DatasetNotFoundError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {error}", file=sys.stderr)  # several lines: what is missing, the fix
             return 1
         print(f"{name}: ready in {raw_folder(name, args.root)}")
     return 0
-
-
-# --- predict -------------------------------------------------------------------------------------
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +130,6 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(json.dumps([p.to_json() for p in predictions], indent=2))
     return 1 if any(p.error is not None for p in predictions) else 0
 
-
-# --- train and evaluate --------------------------------------------------------------------------
 
 #: The TrainConfig fields that ``train`` has flags for: field -> (argparse type, help).
 CONFIG_FLAGS: dict[str, tuple[Any, str]] = {
@@ -210,8 +202,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe, with the flags that were given replacing its settings."""
     recipe = args.recipe or ("lenet5-1998" if args.model == "lenet5-1998" else "modern")
-    given = {name: getattr(args, name) for name in CONFIG_FLAGS}
-    changes = {name: value for name, value in given.items() if value is not None}
+    changes = {name: vars(args)[name] for name in CONFIG_FLAGS if vars(args)[name] is not None}
     if changes.get("schedule") == "none":
         changes["schedule"] = None
     if changes.get("optimizer", "sgd") != "sgd" and RECIPES[recipe].optimizer == "sgd":
@@ -280,7 +271,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
-    except ValueError as error:
+    except ValueError as error:  # no CUDA here
         args.parser.error(str(error))
     try:
         checkpoint = load_checkpoint(args.checkpoint)
@@ -298,8 +289,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
         accuracy = evaluate(model.to(device), test, checkpoint["normalization"],
                             batch_size=args.batch_size, device=device)
-    history = checkpoint["history"]
-    recorded = history[-1].get("test_accuracy") if history else None
+    recorded = (checkpoint["history"] or [{}])[-1].get("test_accuracy")
     note = f"; the checkpoint recorded {recorded:.4f}" if recorded is not None else ""
     print(f"{dataset} test accuracy {accuracy:.4f} ({len(test.labels):,} images, "
           f"{checkpoint['model']['name']} after {checkpoint['epoch']} epochs{note})")
@@ -316,13 +306,9 @@ def reproduction_command(epochs: int, seed: int = 0, train_subset: int | None = 
     return [*command, "--out", out]
 
 
-#: name -> (help, add_arguments, run)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], int]]] = {
-    "data": ("check that the data sets are present, downloading them if not", _add_data,
-             _run_data),
-    "predict": ("predict the classes of image files with a checkpoint", _add_predict,
-                _run_predict),
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add arguments, run)
+    "data": ("check that the data sets are there, downloading what is not", _add_data, _run_data),
+    "predict": ("predict the classes of image files", _add_predict, _run_predict),
     "train": ("train a LeNet; write metrics, history and checkpoint", _add_train, _run_train),
     "evaluate": ("re-compute a checkpoint's test accuracy", _add_evaluate, _run_evaluate),
 }
@@ -336,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lenet_course {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    parser.set_defaults(subparsers=sub.choices)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(parser=command)  # errors found later name the subcommand
     return parser
 
 
@@ -348,6 +335,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    # Errors found after parsing name the subcommand: "python -m lenet_course train: error: ..."
-    args.parser = args.subparsers[args.command]
     return COMMANDS[args.command][2](args)

@@ -60,9 +60,8 @@ class TrainConfig:
             if not good:
                 raise ValueError(f"{name}={getattr(self, name)!r}; use {valid}")
         if (self.momentum or self.nesterov) and self.optimizer != "sgd":
-            raise ValueError(
-                f"momentum/nesterov apply to SGD; optimizer={self.optimizer!r} has its own"
-            )
+            raise ValueError(f"momentum/nesterov apply to SGD; optimizer={self.optimizer!r} "
+                             "has its own")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (and checked)."""
@@ -88,7 +87,6 @@ RESUME_KEYS = (
     "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule",
     "label_smoothing", "seed", "channels_last", "bf16",
 )
-
 
 
 def learning_rate_at(schedule: Schedule, lr: float, step: int, steps_per_epoch: int,
@@ -121,5 +119,3 @@ def learning_rate_at(schedule: Schedule, lr: float, step: int, steps_per_epoch: 
 
 def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1.0)
-
-

@@ -4,8 +4,8 @@ by formula layer by layer, and on a real model (:func:`count_parameters`, :func:
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,18 +17,17 @@ from lenet_course.models import eval_mode
 from lenet_course.paper import C3_TABLE
 
 
-def _hw(value: IntOrPair) -> tuple[int, int]:
-    return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
+def _area(value: IntOrPair) -> int:
+    return value[0] * value[1] if isinstance(value, (tuple, list)) else value * value
 
 
 def conv2d_parameters(in_channels: int, out_channels: int, kernel_size: IntOrPair,
                       groups: int = 1, bias: bool = True) -> int:
     """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
-    kh, kw = _hw(kernel_size)
     if groups < 1 or in_channels % groups or out_channels % groups:
         raise ValueError(f"groups={groups} must be >= 1 and divide both in_channels={in_channels} "
                          f"and out_channels={out_channels}")
-    return out_channels * (in_channels // groups) * kh * kw + (out_channels if bias else 0)
+    return out_channels * ((in_channels // groups) * _area(kernel_size) + (1 if bias else 0))
 
 
 def linear_parameters(in_features: int, out_features: int, bias: bool = True) -> int:
@@ -43,17 +42,14 @@ def subsampling_parameters(maps: int) -> int:
 
 def sparse_conv2d_parameters(table: Sequence[Sequence[int]], kernel_size: IntOrPair,
                              bias: bool = True) -> int:
-    """Parameters of a convolution whose output map ``j`` reads only input maps ``table[j]``
-    (the paper's C3, with ``paper.C3_TABLE``: 1,516)."""
-    kh, kw = _hw(kernel_size)
-    return sum(len(inputs) * kh * kw + (1 if bias else 0) for inputs in table)
+    """Parameters of a convolution whose map ``j`` reads only the maps ``table[j]`` (C3: 1,516)."""
+    return sum(len(inputs) * _area(kernel_size) + (1 if bias else 0) for inputs in table)
 
 
 def conv2d_multiply_adds(in_channels: int, out_channels: int, kernel_size: IntOrPair,
                          output_size: IntOrPair, groups: int = 1) -> int:
     """Multiply-adds of ``nn.Conv2d`` on one image, one ``(in / groups) * kh * kw`` per output."""
-    (kh, kw), (oh, ow) = _hw(kernel_size), _hw(output_size)
-    return out_channels * oh * ow * (in_channels // groups) * kh * kw
+    return out_channels * _area(output_size) * (in_channels // groups) * _area(kernel_size)
 
 
 def linear_multiply_adds(in_features: int, out_features: int) -> int:
@@ -81,8 +77,7 @@ class PaperLayer:
 
 
 def lenet5_1998_layers(table: Sequence[Sequence[int]] = C3_TABLE) -> list[PaperLayer]:
-    """LeNet-5's layers, sizes, trainable parameters and connections, by formula: 60,000 and
-    340,908 in all (the output's Euclidean RBF units have 840 connections, fixed weights)."""
+    """LeNet-5's layers by formula: 60,000 trainable parameters, 340,908 connections in all."""
     c1 = conv2d_output_size(32, 5)  # every size is an int: the arguments are
     s2 = pool2d_output_size(c1, 2)
     c3 = conv2d_output_size(s2, 5)
@@ -134,25 +129,15 @@ class ShapeTrace(list[LayerRow]):
     def __init__(self, rows: list[LayerRow], input_shape: tuple[int, ...]) -> None:
         super().__init__(rows)
         self.input_shape = input_shape
-
-    @property
-    def total_parameters(self) -> int:
-        return sum(row.parameters for row in self)
-
-    @property
-    def total_multiply_adds(self) -> int:  # rows marked "?" count as 0
-        return sum(row.multiply_adds or 0 for row in self)
-
-    @property
-    def activation_bytes(self) -> int:  # outputs with memory of their own (views are free)
-        return sum(row.output_bytes for row in self if row.new_memory)
+        self.total_parameters = sum(row.parameters for row in rows)
+        self.total_multiply_adds = sum(row.multiply_adds or 0 for row in rows)  # "?" counts as 0
+        self.activation_bytes = sum(r.output_bytes for r in rows if r.new_memory)  # views are free
 
     def _table(self) -> list[tuple[str, ...]]:
         def text(value: int | None | tuple[int, ...]) -> str:  # 1,234 or ? or (1, 6, 28, 28)
             if isinstance(value, tuple):
                 return "(" + ", ".join(map(str, value)) + ")"
             return "?" if value is None else f"{value:,}"
-
         rows = [(r.name, r.type, text(r.output_shape), text(r.parameters), text(r.multiply_adds))
                 for r in self]
         total = ("total", "", "", text(self.total_parameters), text(self.total_multiply_adds))
@@ -162,9 +147,9 @@ class ShapeTrace(list[LayerRow]):
     def __repr__(self) -> str:  # str() shows it too
         table = self._table()
         widths = [max(len(line[column]) for line in table) for column in range(5)]
-        # names and shapes to the left, numbers to the right: "{:<5}  {:<6}  {:<13}  {:>10}  {:>13}"
-        row = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
-        lines = [row.format(*line).rstrip() for line in table]
+        align = (str.ljust,) * 3 + (str.rjust,) * 2  # names and shapes left, numbers right
+        lines = ["  ".join(pad(cell, w) for pad, cell, w in zip(align, line, widths, strict=True))
+                 .rstrip() for line in table]
         rule = "  ".join("-" * width for width in widths)
         return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
 
@@ -178,23 +163,18 @@ class ShapeTrace(list[LayerRow]):
 
 
 def _multiply_adds(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int | None:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        kernel = math.prod(module.kernel_size)
-        if module.transposed:  # each input value is spread over a kernel-sized patch
-            return inputs[0].numel() * module.out_channels // module.groups * kernel
-        return output.numel() * module.in_channels // module.groups * kernel
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):  # each input spreads over weight[0]
+        return inputs[0].numel() * module.weight[0].numel()
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):  # a sum over weight[0] per output
+        return output.numel() * module.weight[0].numel()
     weighted = next(module.parameters(recurse=False), None) is not None
     return None if weighted else 0  # activations, pooling, flatten, dropout: no weighted sums
 
 
-def trace_shapes(
-    model: nn.Module, input_shape: Sequence[int], dtype: Any = None, device: Any = None
-) -> ShapeTrace:
-    """Run ``model`` once on zeros (eval mode, no gradients) and list each call of a leaf module,
-    or of one with parameters of its own. A parameter counts at its first use, so the total is
-    :func:`count_parameters`; multiply-adds are for the whole batch (``?``: not conv or linear)."""
+def trace_shapes(model: nn.Module, input_shape: Sequence[int], dtype: Any = None,
+                 device: Any = None) -> ShapeTrace:
+    """Run ``model`` once on zeros (eval mode, no gradients), a row per call of a leaf module or of
+    one with parameters; shared ones count once. Multiply-adds: whole batch, ``?`` if unknown."""
     first = next(iter(model.parameters()), torch.zeros(()))  # the model's device and dtype
     dtype = dtype or (first.dtype if first.dtype.is_floating_point else torch.float32)
     device = first.device if device is None else device
@@ -210,20 +190,16 @@ def trace_shapes(
         shape, nbytes, new_memory = (), 0, True
         if isinstance(output, torch.Tensor):
             shape, nbytes = tuple(output.shape), output.numel() * output.element_size()
-            storage = output.untyped_storage().data_ptr()
-            new_memory = not any(isinstance(i, torch.Tensor)
-                                 and i.untyped_storage().data_ptr() == storage for i in inputs)
+            shared = {i.untyped_storage().data_ptr() for i in inputs if isinstance(i, torch.Tensor)}
+            new_memory = output.untyped_storage().data_ptr() not in shared
         rows.append(LayerRow(names.get(module) or type(module).__name__, type(module).__name__,
                              shape, sum(p.numel() for p in parameters),
                              _multiply_adds(module, inputs, output), nbytes, new_memory))
 
-    handles = [module.register_forward_hook(hook) for module in model.modules()
-               if next(module.children(), None) is None
-               or next(module.parameters(recurse=False), None) is not None]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with ExitStack() as hooks, eval_mode(model), torch.no_grad():  # the hooks go when it ends
+        for module in model.modules():  # leaves, and modules with parameters of their own
+            if (next(module.children(), None) is None
+                    or next(module.parameters(recurse=False), None) is not None):
+                hooks.enter_context(module.register_forward_hook(hook))
+        model(x)
     return ShapeTrace(rows, tuple(x.shape))

@@ -1,8 +1,5 @@
-"""Where the data lives, Fashion-MNIST / MNIST as tensors, and the input a model expects.
-
-Files (in torchvision's layout, so a folder filled online works offline) -> :func:`read_idx` ->
-:func:`load_dataset` (an :class:`ImageSet`) -> :func:`prepare_images` (for an :class:`InputSpec`).
-"""
+"""Fashion-MNIST / MNIST files (torchvision's layout: a folder filled online works offline) ->
+read_idx -> load_dataset (an ImageSet) -> prepare_images (the input a model's InputSpec wants)."""
 
 from __future__ import annotations
 
@@ -17,10 +14,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-#: The course's data sets: command-line name -> torchvision's folder (and class) name.
-DATASETS: dict[str, str] = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
-#: The split names and the prefix of their files.
-SPLITS: dict[str, str] = {"train": "train", "test": "t10k"}
+DATASETS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}  # -> torchvision's folder, class
+SPLITS = {"train": "train", "test": "t10k"}  # split name -> the prefix of its files
 #: The four IDX files of each data set (train-images-idx3-ubyte, ...), without the download's .gz.
 _STEMS = ("images-idx3-ubyte", "labels-idx1-ubyte")
 RAW_FILES = tuple(f"{prefix}-{stem}" for prefix in SPLITS.values() for stem in _STEMS)
@@ -82,20 +77,17 @@ def _not_found(name: str, root: Path, reason: str) -> DatasetNotFoundError:
         f"{', '.join(missing)} (looked for each with and without .gz). {reason}\n"
         f"To fix: connect to the internet and run `python -m lenet_course data --dataset {name}` "
         f"(torchvision downloads them), or set {ENV_VAR} to a folder that holds "
-        f"{DATASETS[name]}/raw/ in torchvision's layout (for example {ENV_VAR}=../shared/data)."
-    )
+        f"{DATASETS[name]}/raw/ in torchvision's layout (for example {ENV_VAR}=../shared/data).")
 
 
 def ensure_dataset(name: str, root: PathLike | None = None, download: bool = True) -> Path:
-    """Make sure the IDX files of ``name`` are under the data root (downloading them with
-    torchvision if ``download``); else :class:`DatasetNotFoundError` says what is missing."""
+    """The data root, once the IDX files of ``name`` are there (downloaded if ``download``)."""
     name, root_path = canonical_name(name), data_root(root)
     if not missing_files(name, root_path):
         return root_path
     if not download:
         raise _not_found(name, root_path, "Download is off.")
     import torchvision  # here: it is slow to import and only needed online
-
     try:
         for train in (True, False):
             getattr(torchvision.datasets, DATASETS[name])(str(root_path), train, download=True)
@@ -107,25 +99,21 @@ def ensure_dataset(name: str, root: PathLike | None = None, download: bool = Tru
     return root_path
 
 
-# --- reading IDX files --------------------------------------------------------------------------
-def _format_error(path: Path | None, problem: str) -> DatasetFormatError:
+def _format_error(path: Path | str | None, problem: str, it: str = "it") -> DatasetFormatError:
     return DatasetFormatError(
-        f"{path}: {problem}. Delete it and run `python -m lenet_course data` to download it "
-        f"again, or point {ENV_VAR} at an intact copy."
-    )
+        f"{path}: {problem}. Delete {it} and run `python -m lenet_course data` to download {it} "
+        f"again, or point {ENV_VAR} at an intact copy.")
 
 
 def read_idx(path: PathLike) -> np.ndarray:
-    """One IDX file (plain or ``.gz``; LeCun's MNIST page: a magic number ``0x00 0x00 <type>
-    <ndim>``, ``ndim`` big-endian int32 sizes, the data) as an array of the declared shape."""
+    """One IDX file (the format of LeCun's MNIST page, plain or ``.gz``) as an array."""
     path = Path(path)
     try:  # a writable copy, so that the arrays made from it are writable too
         with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as file:
             data = bytearray(file.read())
-    except EOFError as error:  # the gzip stream stops before its end marker
-        raise _format_error(path, f"truncated gzip file ({error})") from error
-    except (gzip.BadGzipFile, zlib.error) as error:
-        raise _format_error(path, f"corrupt gzip file ({error})") from error
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # EOF: the stream stops early
+        why = "truncated" if isinstance(error, EOFError) else "corrupt"
+        raise _format_error(path, f"{why} gzip file ({error})") from error
     if len(data) < 4:
         raise _format_error(path, f"only {len(data)} bytes, too short for an IDX header")
     kind, ndim, header = data[2], data[3], 4 + 4 * data[3]
@@ -146,7 +134,6 @@ def read_idx(path: PathLike) -> np.ndarray:
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
-# --- whole data sets as tensors -----------------------------------------------------------------
 class ImageSet(NamedTuple):
     """One split as whole tensors: ``images`` (uint8, N x 28 x 28), ``labels`` (int64, N) and
     ``classes`` (names).  ``len(data)`` is 3, as for any 3-tuple: use ``len(data.labels)``."""
@@ -176,8 +163,7 @@ class ImageSet(NamedTuple):
 
 def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
                  download: bool = True) -> ImageSet:
-    """One split (``"train"`` or ``"test"``) of ``"fashion-mnist"`` or ``"mnist"``, on the CPU,
-    found by :func:`ensure_dataset` and checked (28 x 28 uint8 images, one label each)."""
+    """A split ("train"/"test") as CPU tensors, checked: 28 x 28 uint8 images, one label each."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; use 'train' or 'test' (and root=... for the data root)")
     name = canonical_name(name)
@@ -190,12 +176,9 @@ def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
             problem = f"holds {array.dtype} data of shape {array.shape}; expected uint8 {what}"
             raise _format_error(path, problem)
     if len(images) != len(labels):
-        raise DatasetFormatError(
-            f"{name} {split}: {len(images)} images in {image_path} but {len(labels)} labels in "
-            f"{label_path}; the two files must hold the same number of examples. Delete both and "
-            f"run `python -m lenet_course data` to download them again, or point {ENV_VAR} at "
-            "an intact copy."
-        )
+        problem = (f"{len(images)} images in {image_path} but {len(labels)} labels in "
+                   f"{label_path}; the two files must hold the same number of examples")
+        raise _format_error(f"{name} {split}", problem, "both")
     classes = CLASS_NAMES[name]
     if len(labels) and int(labels.max()) >= len(classes):
         problem = f"label {int(labels.max())} found; labels must be 0..{len(classes) - 1}"
@@ -214,10 +197,8 @@ def split_train_validation(data: ImageSet, validation: int | float,
         raise ValueError(f"validation={validation} as a fraction must be in [0, 1)")
     count = int(validation) if isinstance(validation, numbers.Integral) else round(validation * n)
     if not 0 <= count < n:
-        raise ValueError(
-            f"validation={validation} examples out of {n}; use 0 <= validation < {n} so that some "
-            "training examples remain"
-        )
+        raise ValueError(f"validation={validation} examples out of {n}; use 0 <= validation < {n} "
+                         "so that some training examples remain")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return data.subset(order[count:]), data.subset(order[:count])
 
@@ -228,11 +209,9 @@ def random_subset(data: ImageSet, size: int | None, seed: int) -> ImageSet:
         return data
     if size < 1:
         raise ValueError(f"size={size!r}; expected a positive number of examples, or None for all")
-    order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(seed))
-    return data.subset(order[:size])
+    return split_train_validation(data, size, seed)[1]  # the same draw as a validation set
 
 
-# --- what a model reads ---------------------------------------------------------------------------
 #: LeCun et al. (1998), Sec. II-B: background (white) -> -0.1, foreground (black) -> 1.175.
 #: "This makes the mean input roughly 0, and the variance roughly 1 which accelerates learning."
 PAPER_BACKGROUND, PAPER_FOREGROUND = -0.1, 1.175
@@ -255,9 +234,8 @@ class InputSpec:
         if self.size not in INPUT_SIZES:
             raise ValueError(f"size={self.size!r} is not supported; use one of {INPUT_SIZES}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization={self.normalization!r} is unknown; use one of {NORMALIZATIONS}"
-            )
+            raise ValueError(f"normalization={self.normalization!r} is unknown; "
+                             f"use one of {NORMALIZATIONS}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -270,8 +248,7 @@ class InputSpec:
 
 
 def check_input(x: torch.Tensor, spec: InputSpec, model_name: str) -> None:
-    """Raise a ``ValueError`` naming the expected shape when ``x`` is not a batch for ``spec``
-    (else a wrong size fails deep inside, "mat1 and mat2 shapes cannot be multiplied")."""
+    """A clear error if ``x`` is not a batch for ``spec`` (not "mat1 and mat2 shapes cannot...")."""
     if x.dim() == 4 and tuple(x.shape[1:]) == spec.shape:
         return
     c, s, side = spec.channels, spec.size, x.shape[-1] if x.dim() else 0
@@ -279,17 +256,14 @@ def check_input(x: torch.Tensor, spec: InputSpec, model_name: str) -> None:
     if tuple(x.shape) == spec.shape:
         message += " Add the batch dimension: x.unsqueeze(0)."
     elif x.dim() == 4 and side in INPUT_SIZES and side != s:
-        message += (
-            f" This model was built for {s}x{s} images; build it with input_size={side} for "
-            f"{side}x{side} images, or prepare the images for it with"
-            " lenet_course.data.prepare_images(images, model.input_spec, ...)."
-        )
+        message += (f" This model was built for {s}x{s} images; build it with input_size={side} "
+                    f"for {side}x{side} images, or prepare the images for it with"
+                    " lenet_course.data.prepare_images(images, model.input_spec, ...).")
     raise ValueError(message)
 
 
 def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of the pixels of uint8 ``images``, scaled to [0, 1]: exact
-    (float64 from a 256-bin histogram), on the images' device, without a float copy."""
+    """Mean and standard deviation of uint8 ``images`` scaled to [0, 1], exact (a histogram)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"images are {images.dtype}; expected uint8 pixel values 0..255")
     if images.numel() == 0:
@@ -315,8 +289,7 @@ def normalization_for(input_spec: InputSpec, train_images: torch.Tensor) -> dict
 
 def prepare_images(images: torch.Tensor, input_spec: InputSpec,
                    normalization: dict[str, Any]) -> torch.Tensor:
-    """uint8 images (N x [1 x] 28 x 28) -> float32 N x C x S x S on their device: padded with
-    background to ``input_spec.size``, then scaled ("standardize" or "paper", as in InputSpec)."""
+    """uint8 images (N x [1 x] 28 x 28) -> the float32 N x C x S x S batch ``input_spec`` wants."""
     if not hasattr(input_spec, "size"):  # a model, say, instead of model.input_spec
         raise TypeError(f"input_spec {input_spec!r} has no .size; pass model.input_spec")
     size, channels, expected = input_spec.size, input_spec.channels, input_spec.normalization
@@ -327,10 +300,9 @@ def prepare_images(images: torch.Tensor, input_spec: InputSpec,
         raise ValueError(f"images of shape {tuple(images.shape)}; expected N x [1 x] 28 x 28")
     kind = normalization.get("kind") if isinstance(normalization, dict) else None
     if kind != expected:
-        raise ValueError(
-            f"normalization={normalization!r} does not match input_spec.normalization="
-            f"{expected!r}; expected the dict of normalization_for(model.input_spec, train_images)"
-        )
+        raise ValueError(f"normalization={normalization!r} does not match input_spec.normalization="
+                         f"{expected!r}; expected the dict of normalization_for(model.input_spec, "
+                         "train_images)")
     side = images.shape[-1]
     pad, odd = divmod(size - side, 2)
     if pad < 0 or odd:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lenet_course.data import ImageSet
 from lenet_course.lenet1998 import LeNet5_1998, PartialConv2d, squash
@@ -16,7 +16,6 @@ from lenet_course.predict import class_probabilities
 
 STAGES: tuple[str, ...] = ("C1", "S2", "C3", "S4")  #: LeNet-5's feature maps (LeCun 1998, Fig. 2)
 _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU)
-_POOLINGS = (nn.AvgPool2d, nn.MaxPool2d)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -24,21 +23,17 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def feature_maps(model: nn.Module, inputs: torch.Tensor,
-                 layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The outputs of the submodules named ``layers`` as ``model`` runs on ``inputs`` (eval mode, no
-    gradients), copied by forward hooks (so only modules: ``F.relu`` in ``forward`` has none)."""
+def feature_maps(model: nn.Module, inputs: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+    """Outputs of the submodules ``layers`` on ``inputs`` in eval mode (hooks see no ``F.relu``)."""
     modules = dict(model.named_modules())
     unknown = [name for name in layers if name not in modules or not name]
     if unknown:
         raise ValueError(f"no layer named {unknown[0]!r} in {type(model).__name__}; its layers "
                          f"are {layer_names(model)}")
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep(name: str) -> Callable[[nn.Module, Any, torch.Tensor], None]:
-        return lambda module, args, output: captured.update({name: output.detach().clone()})
-
-    handles = [modules[name].register_forward_hook(keep(name)) for name in layers]
+    captured: dict[str, Tensor] = {}
+    handles = [modules[name].register_forward_hook(  # each copies its layer's output
+        lambda module, args, output, name=name: captured.update({name: output.detach().clone()}))
+        for name in layers]
     try:
         with eval_mode(model), torch.no_grad():
             model(inputs)
@@ -55,28 +50,26 @@ class Stage(NamedTuple):
     """Where a paper stage lives in a model: the hooked ``layer`` and what to apply after it."""
 
     layer: str
-    then: Callable[[torch.Tensor], torch.Tensor] | None = None
+    then: Callable[[Tensor], Tensor] | None = None
     conv: str | None = None  #: the convolution whose kernels make this stage (C1, C3)
 
 
 def stages(model: nn.Module) -> dict[str, Stage]:
-    """Where C1, S2, C3, S4 are in ``model``: modules to hook, then (for LeNet5_1998 and LeNet5v1)
-    the activation, or v1's pooling, that ``forward`` applies to their output as a function."""
+    """Where C1, S2, C3, S4 are in ``model``: the module to hook, what ``forward`` applies after."""
     if isinstance(model, LeNet5_1998):
         return {"C1": Stage("c1", squash, conv="c1"), "S2": Stage("s2", squash),
                 "C3": Stage("c3", squash, conv="c3"), "S4": Stage("s4", squash)}
     if isinstance(model, LeNet5v1):
-        act, pool = model.act, model.pool
-        return {"C1": Stage("conv1", act, conv="conv1"),
-                "S2": Stage("conv1", lambda x: pool(act(x), kernel_size=2, stride=2)),
-                "C3": Stage("conv2", act, conv="conv2"),
-                "S4": Stage("conv2", lambda x: pool(act(x), kernel_size=2, stride=2))}
+        return {"C1": Stage("conv1", model.act, conv="conv1"),
+                "S2": Stage("conv1", lambda x: model.pool(model.act(x), kernel_size=2, stride=2)),
+                "C3": Stage("conv2", model.act, conv="conv2"),
+                "S4": Stage("conv2", lambda x: model.pool(model.act(x), kernel_size=2, stride=2))}
     leaves = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
     convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, (nn.Conv2d, PartialConv2d))]
     found: dict[str, Stage] = {}
     for (c_name, s_name), i in zip((("C1", "S2"), ("C3", "S4")), convs, strict=False):
         (act, act_m), (pool, pool_m) = (leaves + [("", None)] * 2)[i + 1 : i + 3]  # the next two
-        if isinstance(act_m, _ACTIVATIONS) and isinstance(pool_m, _POOLINGS):
+        if isinstance(act_m, _ACTIVATIONS) and isinstance(pool_m, (nn.AvgPool2d, nn.MaxPool2d)):
             found[c_name], found[s_name] = Stage(act, conv=leaves[i][0]), Stage(pool)
     if len(found) != len(STAGES):
         raise ValueError(f"cannot find C1, S2, C3, S4 in {type(model).__name__}: no two blocks of "
@@ -85,26 +78,23 @@ def stages(model: nn.Module) -> dict[str, Stage]:
     return found
 
 
-def stage_maps(model: nn.Module, inputs: torch.Tensor,
-               names: Sequence[str] = STAGES) -> dict[str, torch.Tensor]:
+def stage_maps(model: nn.Module, inputs: Tensor,
+               names: Sequence[str] = STAGES) -> dict[str, Tensor]:
     """The maps C1, S2, C3, S4 (N x maps x H x W, after the activation) of prepared ``inputs``."""
     where = stages(model)
     unknown = [name for name in names if name not in where]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(where)}")
     hooked = feature_maps(model, inputs, sorted({where[name].layer for name in names}))
-    maps = {name: hooked[where[name].layer] for name in names}
-    return {name: where[name].then(x) if where[name].then else x for name, x in maps.items()}
+    return {name: (where[name].then or (lambda x: x))(hooked[where[name].layer]) for name in names}
 
 
-def learned_filters(model: nn.Module, stage: str = "C1") -> torch.Tensor:
+def learned_filters(model: nn.Module, stage: str = "C1") -> Tensor:
     """The kernels making ``stage`` ("C1" or "C3"): out x in x k x k (0 where C3 has no link)."""
-    where = stages(model)
-    conv = where[stage].conv if stage in where else None
-    if conv is None:
-        convs = [name for name, s in where.items() if s.conv is not None]
-        raise ValueError(f"stage {stage!r} has no kernels; choose one of {convs}")
-    module = model.get_submodule(conv)
+    convs = {name: s.conv for name, s in stages(model).items() if s.conv is not None}
+    if stage not in convs:
+        raise ValueError(f"stage {stage!r} has no kernels; choose one of {list(convs)}")
+    module = model.get_submodule(convs[stage])
     weight = module.dense_weight() if isinstance(module, PartialConv2d) else module.weight
     return weight.detach().cpu().clone()
 
@@ -113,12 +103,12 @@ def learned_filters(model: nn.Module, stage: str = "C1") -> torch.Tensor:
 class Evaluation:
     """A model's answers on a labelled set: ``probabilities`` (N x K), ``labels`` (N)."""
 
-    probabilities: torch.Tensor
-    labels: torch.Tensor
+    probabilities: Tensor
+    labels: Tensor
     classes: tuple[str, ...]
 
     @property
-    def predictions(self) -> torch.Tensor:
+    def predictions(self) -> Tensor:
         """The most likely class of each example (int64, N)."""
         return self.probabilities.argmax(dim=1)
 
@@ -128,7 +118,7 @@ class Evaluation:
         return float((self.predictions == self.labels).double().mean())
 
     @property
-    def confusion(self) -> torch.Tensor:
+    def confusion(self) -> Tensor:
         """The confusion matrix (rows: true class, columns: predicted class)."""
         return confusion_matrix(self.labels, self.predictions, len(self.classes))
 
@@ -140,8 +130,7 @@ def evaluate_on(model: nn.Module, data: ImageSet, normalization: Mapping[str, An
     return Evaluation(probabilities, data.labels.cpu(), tuple(data.classes))
 
 
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor,
-                     num_classes: int) -> torch.Tensor:
+def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
     """K x K counts (int64): entry [t, p] is how many examples of class t were predicted as p."""
     labels, predictions = labels.cpu().long().flatten(), predictions.cpu().long().flatten()
     if labels.shape != predictions.shape:
@@ -154,26 +143,25 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor,
     return counts.view(num_classes, num_classes)
 
 
-def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
+def per_class_accuracy(confusion: Tensor) -> Tensor:
     """The fraction of each true class predicted correctly (float64; NaN for an absent class)."""
     return confusion.diagonal().double() / confusion.sum(dim=1).double()
 
 
-def most_confused_pairs(confusion: torch.Tensor, k: int = 5) -> list[tuple[int, int, int]]:
+def most_confused_pairs(confusion: Tensor, k: int = 5) -> list[tuple[int, int, int]]:
     """The ``k`` largest off-diagonal counts as (true, predicted, count), largest first."""
     size = confusion.shape[0]
     pairs = [(t, p, int(confusion[t, p])) for t in range(size) for p in range(size) if t != p]
     return sorted((pair for pair in pairs if pair[2] > 0), key=lambda pair: -pair[2])[:k]
 
 
-def examples_of(labels: torch.Tensor, predictions: torch.Tensor, true: int, predicted: int,
-                k: int = 8) -> torch.Tensor:
+def examples_of(labels: Tensor, predictions: Tensor, true: int, predicted: int,
+                k: int = 8) -> Tensor:
     """Indices of the first ``k`` examples of class ``true`` predicted as ``predicted``."""
     return torch.nonzero((labels.cpu() == true) & (predictions.cpu() == predicted)).flatten()[:k]
 
 
-def most_confidently_wrong(probabilities: torch.Tensor, labels: torch.Tensor,
-                           k: int = 10) -> torch.Tensor:
+def most_confidently_wrong(probabilities: Tensor, labels: Tensor, k: int = 10) -> Tensor:
     """Indices of the ``k`` wrong predictions made with the highest probability, most sure first."""
     confidence, predictions = probabilities.max(dim=1)
     wrong = torch.nonzero(predictions != labels.to(predictions.device)).flatten()

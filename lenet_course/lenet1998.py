@@ -4,7 +4,7 @@ Appendix A), and :class:`LeNetVariant`, which swaps pieces for modern ones (note
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -39,22 +39,21 @@ _FAN_INS = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}  # C3's F_i depend
 
 
 @torch.no_grad()
-def _uniform_(tensor: torch.Tensor, fan_in: int, bound: Callable = INIT_BOUNDS["paper"]) -> None:
-    tensor.uniform_(-bound(fan_in), bound(fan_in))
+def _uniform_(tensors: Iterable[torch.Tensor], fan_in: int,
+              bound: Callable[[int], float] = INIT_BOUNDS["paper"]) -> None:
+    for tensor in tensors:
+        tensor.uniform_(-bound(fan_in), bound(fan_in))
 
 
 class Subsampling(nn.Module):
-    """S2/S4: each map sums its 2x2 inputs, times a trainable coefficient, plus a trainable bias.
-
-    Section II-B *adds* the four inputs, II-A (on subsampling in general) *averages* them; the
-    coefficient absorbs the factor of 4.  We follow II-B."""
+    """S2/S4: each map sums its 2x2 inputs (as Section II-B says; II-A averages them, a factor of 4
+    the coefficient absorbs), times a trainable coefficient, plus a trainable bias."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(channels))
         self.bias = nn.Parameter(torch.empty(channels))
-        _uniform_(self.weight, 4)  # F_i: 2x2 inputs
-        _uniform_(self.bias, 4)
+        _uniform_(self.parameters(), 4)  # F_i: 2x2 inputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=1)  # sum of 2x2
@@ -80,8 +79,7 @@ class PartialConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(len(index), k, k))
         self.bias = nn.Parameter(torch.empty(self.out_channels))
         for j, kernels, fan_in in self.maps():
-            _uniform_(self.weight[kernels], fan_in)
-            _uniform_(self.bias[j : j + 1], fan_in)
+            _uniform_((self.weight[kernels], self.bias[j : j + 1]), fan_in)
 
     def maps(self) -> Iterator[tuple[int, slice, int]]:
         """For each output map j: (j, the slice of ``weight`` holding its kernels, its fan-in)."""
@@ -153,22 +151,17 @@ MAP_J = 10.0
 
 
 def map_loss(outputs: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> torch.Tensor:
-    """The paper's MAP criterion (Section II-C), averaged over the batch:
-    E = mean_p [y_{D_p} + log(exp(-j) + sum_i exp(-y_i))] pulls the correct penalty down and
-    pushes the others up until they pass j (a "rubbish" class of fixed penalty j)."""
+    """The paper's MAP criterion (Section II-C), E = mean_p [y_{D_p} + log(exp(-j) + sum_i
+    exp(-y_i))]: the correct penalty goes down, the others up until they pass j ("rubbish")."""
     correct = outputs.gather(1, targets.view(-1, 1)).squeeze(1)
     rubbish = outputs.new_full((outputs.shape[0], 1), j)
     return (correct + torch.logsumexp(-torch.cat([rubbish, outputs], dim=1), dim=1)).mean()
 
 
 class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
-    """LeNet-5 as published (Section II), with its weights drawn as Appendix A prints.
-
-    32x32 input ("paper" normalisation), C1 6@5x5, S2, C3 (Table I), S4, C5 120@5x5, F6 84 units,
-    each squashed, then 10 Euclidean RBF outputs.  Parameters per layer: 156, 12, 1,516, 32,
-    48,120, 10,164 (60,000).  Not the paper's: the digit prototypes (its were stylised ASCII
-    characters) and j, which it does not state.
-    """
+    """LeNet-5 as published (Section II), weights drawn as Appendix A prints: 32x32 input, C1 6@5x5,
+    S2, C3 (Table I), S4, C5 120@5x5, F6 84 units, each squashed, then 10 Euclidean RBF outputs
+    (60,000 parameters).  Not the paper's: the digit prototypes (its were stylised ASCII) and j."""
 
     def __init__(self, j: float = MAP_J) -> None:
         super().__init__()
@@ -185,8 +178,7 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
         self.f6 = nn.Linear(120, 84)
         self.output = EuclideanRBF(digit_prototypes())
         for name in ("c1", "c5", "f6"):  # redraw PyTorch's default by the paper's rule
-            for p in getattr(self, name).parameters():
-                _uniform_(p, _FAN_INS[name])
+            _uniform_(getattr(self, name).parameters(), _FAN_INS[name])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 84 F6 states, the point that the RBF units compare with their prototypes."""
@@ -213,9 +205,8 @@ def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
     """For every parameter of ``model``: (slice of its first dimension, fan-in F_i) pairs."""
     if not isinstance(model, LeNet5_1998):
         raise TypeError(f"fan_ins follows the layers of LeNet5_1998; got {type(model).__name__}")
-    fans: dict[str, list[tuple[slice, int]]] = {}
-    for layer, fan in _FAN_INS.items():
-        fans[f"{layer}.weight"] = fans[f"{layer}.bias"] = [(slice(None), fan)]
+    fans = {f"{layer}.{kind}": [(slice(None), fan)]
+            for layer, fan in _FAN_INS.items() for kind in ("weight", "bias")}
     fans["c3.weight"] = [(kernels, fan) for _, kernels, fan in model.c3.maps()]
     fans["c3.bias"] = [(slice(j, j + 1), fan) for j, _, fan in model.c3.maps()]
     return fans
@@ -236,21 +227,14 @@ def reinitialise_(model: LeNet5_1998, rule: str = "paper",
     return model
 
 
-#: LeNetVariant's options; the first of each is the paper's choice.
-VARIANT_CHOICES = {
-    "output": ("rbf", "linear"),
-    "activation": ("squash", "relu"),
-    "pooling": ("subsampling", "max"),
-    "init": ("paper", "pytorch"),
-}
+VARIANT_CHOICES = {"output": ("rbf", "linear"), "activation": ("squash", "relu"),
+                   "pooling": ("subsampling", "max"), "init": ("paper", "pytorch")}
 
 
 class LeNetVariant(nn.Module):
-    """LeNet-5 (1998) with design choices swapped; the defaults compute what LeNet5_1998 does.
-
-    ``output``: "rbf" (MAP loss) or "linear" (84 -> 10, cross-entropy).  ``activation``: "squash"
-    or "relu" (F6 keeps squash before RBF outputs).  ``pooling``: "subsampling" or "max" (2x2).
-    ``init``: "paper" (+/-2.4/F_i) or "pytorch" (+/-1/sqrt(F_i)).  C3 always follows Table I."""
+    """LeNet-5 (1998) with design choices swapped (VARIANT_CHOICES, the paper's first): the defaults
+    compute what LeNet5_1998 does.  "rbf" outputs take the MAP loss (F6 squashes whatever the
+    activation), "linear" ones cross-entropy; "pytorch" init: +/-1/sqrt(F_i).  C3 keeps Table I."""
 
     def __init__(self, output: str = "rbf", activation: str = "squash",
                  pooling: str = "subsampling", init: str = "paper", j: float = MAP_J) -> None:
@@ -260,40 +244,35 @@ class LeNetVariant(nn.Module):
             if value not in VARIANT_CHOICES[name]:
                 raise ValueError(f"{name}={value!r} is unknown; use one of {VARIANT_CHOICES[name]}")
         self.config: dict[str, Any] = {"name": "lenet5-1998-variant", **options, "j": j}
-        self.input_spec = InputSpec(channels=1, size=32, normalization="paper")
         self.output_kind, self.j = output, float(j)
         self.act = squash if activation == "squash" else F.relu
         paper = LeNet5_1998(j=j)  # the paper's layers, drawn by its rule
+        self.input_spec = paper.input_spec
         self.c1, self.c3, self.c5, self.f6 = paper.c1, paper.c3, paper.c5, paper.f6
         self.s2: nn.Module = paper.s2 if pooling == "subsampling" else nn.MaxPool2d(2)
         self.s4: nn.Module = paper.s4 if pooling == "subsampling" else nn.MaxPool2d(2)
-        self.output: nn.Module = paper.output
+        self.output: nn.Module = paper.output if output == "rbf" else nn.Linear(84, 10)
         if output == "linear":
-            self.output = nn.Linear(84, 10)
-            for p in self.output.parameters():
-                _uniform_(p, 84)
+            _uniform_(self.output.parameters(), 84)
         if init == "pytorch":
             for layer in (self.c1, self.c5, self.f6, self.output):
                 if hasattr(layer, "reset_parameters"):
                     layer.reset_parameters()
             for j_map, kernels, fan_in in self.c3.maps():  # what nn.Conv2d draws, map by map
-                for part in (self.c3.weight[kernels], self.c3.bias[j_map]):
-                    _uniform_(part, fan_in, lambda f: 1.0 / math.sqrt(f))
+                parts = (self.c3.weight[kernels], self.c3.bias[j_map])
+                _uniform_(parts, fan_in, lambda f: 1.0 / math.sqrt(f))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act, subsampling = self.act, isinstance(self.s2, Subsampling)
-        x = self.s2(act(self.c1(x)))
-        x = act(x) if subsampling else x  # subsampling units squash; max-pooling does not
-        x = self.s4(act(self.c3(x)))
-        x = act(x) if subsampling else x
-        x = act(self.c5(x)).flatten(1)
-        return self.output((squash if self.output_kind == "rbf" else act)(self.f6(x)))
+        for conv, pool in ((self.c1, self.s2), (self.c3, self.s4)):
+            x = pool(self.act(conv(x)))
+            x = self.act(x) if isinstance(pool, Subsampling) else x  # max-pooling does not squash
+        x = self.act(self.c5(x)).flatten(1)
+        return self.output((squash if self.output_kind == "rbf" else self.act)(self.f6(x)))
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """MAP loss for RBF outputs, cross-entropy for linear ones."""
-        if self.output_kind == "linear":
-            return F.cross_entropy(outputs, targets)
-        return map_loss(outputs, targets, self.j)
+        rbf = self.output_kind == "rbf"
+        return map_loss(outputs, targets, self.j) if rbf else F.cross_entropy(outputs, targets)
 
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Higher = more likely: negated penalties (RBF) or the logits (linear)."""

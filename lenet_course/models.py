@@ -1,11 +1,9 @@
-"""LeNet written three equivalent ways (bitwise-equal outputs and gradients from the same
-weights), every course model by name, and the one function that runs a model over prepared images.
-"""
+"""LeNet written three equivalent ways (bitwise-equal outputs and gradients from the same weights),
+every course model by name, and the one function that runs a model over prepared images."""
 
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,30 +47,28 @@ def class_scores(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> t
 
 
 def _configure(model: nn.Module, name: str, activation: str, pooling: str, input_size: int,
-               num_classes: int) -> None:
-    """Set ``model.config`` (what build_model rebuilds it from) and ``model.input_spec``."""
-    model.config = {"name": name, "activation": activation, "pooling": pooling,
-                    "input_size": input_size, "num_classes": num_classes}
-    model.input_spec = InputSpec(channels=1, size=input_size, normalization="standardize")
-
-
-def _check(activation: str, pooling: str, input_size: int, num_classes: int) -> int:
-    """Raise on a bad option; return the first convolution's padding."""
-    for name, value, allowed in (("activation", activation, ACTIVATIONS),
-                                 ("pooling", pooling, POOLINGS)):
+               num_classes: int) -> int:
+    """Check the options; set ``model.config`` (what build_model rebuilds it from) and
+    ``model.input_spec``; return the first convolution's padding."""
+    for option, value, allowed in (("activation", activation, ACTIVATIONS),
+                                   ("pooling", pooling, POOLINGS)):
         if value not in allowed:
-            raise ValueError(f"{name}={value!r} is unknown; use one of {allowed}")
+            raise ValueError(f"{option}={value!r} is unknown; use one of {allowed}")
     if input_size not in INPUT_SIZES:
         raise ValueError(f"input_size={input_size!r} is not supported; use 28 (the first "
                          "convolution pads by 2) or 32 (no padding)")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
+    model.config = {"name": name, "activation": activation, "pooling": pooling,
+                    "input_size": input_size, "num_classes": num_classes}
+    model.input_spec = InputSpec(channels=1, size=input_size, normalization="standardize")
     return 2 if input_size == 28 else 0  # 28x28 images are padded to 32x32, as in 1998
 
 
-def _stages(activation: str, pooling: str, input_size: int, num_classes: int) -> list[list]:
-    """LeNet5v2's and v3's layers, stage by stage, created in LeNet5v1's order (same weights)."""
-    padding = _check(activation, pooling, input_size, num_classes)
+def _stages(model: nn.Module, name: str, activation: str, pooling: str, input_size: int,
+            num_classes: int) -> list[list[nn.Module]]:
+    """Configure LeNet5v2 or v3; return its layers stage by stage, made in LeNet5v1's order."""
+    padding = _configure(model, name, activation, pooling, input_size, num_classes)
     act, pool = _MODULES[activation], _MODULES[pooling]
     return [
         [nn.Conv2d(1, 6, kernel_size=5, padding=padding), act(), pool(kernel_size=2, stride=2)],
@@ -90,18 +86,16 @@ class LeNet5v1(nn.Module):
     def __init__(self, activation: str = "relu", pooling: str = "avg", input_size: int = 28,
                  num_classes: int = 10) -> None:
         super().__init__()
-        padding = _check(activation, pooling, input_size, num_classes)
-        _configure(self, "v1", activation, pooling, input_size, num_classes)
+        padding = _configure(self, "v1", activation, pooling, input_size, num_classes)
         self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=padding)
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
-    # Looked up by name, not stored, so that the module pickles (F.max_pool2d cannot be).
     @property
     def act(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The activation function applied in ``forward``."""
+        """The activation ``forward`` applies (looked up, not stored, so the module pickles)."""
         return ACTIVATION_FUNCTIONS[self.config["activation"]]
 
     @property
@@ -128,9 +122,9 @@ class LeNet5v2(nn.Sequential):
 
     def __init__(self, activation: str = "relu", pooling: str = "avg", input_size: int = 28,
                  num_classes: int = 10) -> None:
-        stages = _stages(activation, pooling, input_size, num_classes)
-        super().__init__(*(layer for stage in stages for layer in stage))
-        _configure(self, "v2", activation, pooling, input_size, num_classes)
+        super().__init__()
+        stages = _stages(self, "v2", activation, pooling, input_size, num_classes)
+        self.extend(layer for stage in stages for layer in stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_spec, type(self).__name__)
@@ -142,12 +136,10 @@ class LeNet5v3(nn.Sequential):
 
     def __init__(self, activation: str = "relu", pooling: str = "avg", input_size: int = 28,
                  num_classes: int = 10) -> None:
-        conv1, conv2, fc1, fc2, (output,) = _stages(activation, pooling, input_size, num_classes)
-        super().__init__(OrderedDict(
-            conv_block1=nn.Sequential(*conv1), conv_block2=nn.Sequential(*conv2),
-            fc_block1=nn.Sequential(*fc1), fc_block2=nn.Sequential(*fc2), output=output,
-        ))
-        _configure(self, "v3", activation, pooling, input_size, num_classes)
+        super().__init__()
+        c1, c2, f1, f2, (out,) = _stages(self, "v3", activation, pooling, input_size, num_classes)
+        self.conv_block1, self.conv_block2 = nn.Sequential(*c1), nn.Sequential(*c2)
+        self.fc_block1, self.fc_block2, self.output = nn.Sequential(*f1), nn.Sequential(*f2), out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_spec, type(self).__name__)
@@ -190,36 +182,29 @@ def transfer_weights(src: nn.Module, dst: nn.Module) -> list[tuple[str, str]]:
                 raise ValueError(f"shape mismatch: {s_name}.{a} is {_shape(ta)} but {d_name}.{b} "
                                  f"is {_shape(tb)}; nothing was copied")
             pairs.append((a, ta, b, tb))
-    backup = [tb.detach().clone() for *_, tb in pairs]
-    with torch.no_grad():
-        try:
-            for _, ta, _, tb in pairs:
-                tb.copy_(ta)
-        except Exception:  # e.g. a dtype that cannot be converted: undo the copies made
-            for (*_, tb), saved in zip(pairs, backup, strict=True):
-                tb.copy_(saved)
-            raise
+    with torch.no_grad():  # into clones first: a copy that fails (a dtype, say) leaves dst intact
+        values = [tb.detach().clone().copy_(ta) for _, ta, _, tb in pairs]
+        for (*_, tb), value in zip(pairs, values, strict=True):
+            tb.copy_(value)
     return [(a, b) for a, _, b, _ in pairs]
 
 
-_CLASSES: dict[str, type[nn.Module]] = {"v1": LeNet5v1, "v2": LeNet5v2, "v3": LeNet5v3}
+_CLASSES = {"v1": LeNet5v1, "v2": LeNet5v2, "v3": LeNet5v3, "lenet5-1998": LeNet5_1998}
 _OPTIONS = ("activation", "pooling", "input_size", "num_classes")
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
     """A course model by name; ``build_model(**model.config)`` rebuilds one.  "classic" is d2l's
     LeNet (``LeNet5v2`` with sigmoid and average pooling); "lenet5-1998" takes only ``j``."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     allowed = ("j",) if name == "lenet5-1998" else _OPTIONS
     unknown = sorted(set(options) - set(allowed))
-    if name in MODEL_NAMES and unknown:
+    if unknown:
         raise ValueError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; its "
                          f"options are {allowed}")
-    if name in _CLASSES:
-        return _CLASSES[name](**options)
     if name == "classic":
         model = LeNet5v2(**{"activation": "sigmoid", **options})
         model.config["name"] = "classic"
         return model
-    if name == "lenet5-1998":
-        return LeNet5_1998(**options)
-    raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+    return _CLASSES[name](**options)

@@ -1,9 +1,5 @@
-"""Small helpers that the notebooks share: recording checked values for the tests.
-
-:func:`record` shows values in the notebook as text and also stores them as JSON in the cell's
-output, under the MIME type :data:`RECORD_MIME`, so that the papermill tests can read what a
-parameterised run produced (``tests/test_notebooks_papermill.py``) instead of scraping text.
-"""
+"""Values a notebook reports for its tests: :func:`record` shows them as text and stores them as
+JSON in the cell's output (MIME type :data:`RECORD_MIME`), where the papermill tests read them."""
 
 from __future__ import annotations
 
@@ -11,6 +7,8 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from IPython.display import display
 
 RECORD_MIME = "application/vnd.lenet-course.record+json"
 
@@ -30,8 +28,6 @@ def _plain(value: Any) -> Any:
 
 def record(**values: Any) -> dict[str, Any]:
     """Display ``values`` and store them in the output for the tests; return them as plain data."""
-    from IPython.display import display
-
     plain = {name: _plain(value) for name, value in values.items()}
     json.dumps(plain)  # fail here, in the notebook, if something cannot be stored
     text = "\n".join(f"{name} = {value!r}" for name, value in plain.items())

@@ -1,6 +1,5 @@
-"""Pictures: the explorer's windows (an SVG string), and as matplotlib figures made without
-pyplot's global state (a notebook shows each once, a script saves it) LeNet-5's C3 table, image
-grids, filters, feature maps, confusion matrices and training curves."""
+"""Pictures: the explorer's windows as SVG, and as matplotlib figures (no pyplot state) LeNet-5's
+C3 table, image grids, filters, feature maps, confusion matrices and training curves."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import TightLayoutEngine
 
 from lenet_course.arithmetic import ExplorerState
 from lenet_course.data import ImageSet
@@ -24,6 +24,15 @@ def figure_html(figure: Figure, alt: str) -> str:
     figure.savefig(buffer, format="png", bbox_inches="tight")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<div><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
+
+
+def _figure(width: float, height: float, *grid: int, title: str | None = None, pad: float = 1.08,
+            **options: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, without pyplot's global state, laid out tight whenever it is drawn."""
+    fig = Figure(figsize=(width, height), dpi=100, layout=TightLayoutEngine(pad=pad))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig, fig.subplots(*grid, **options)
 
 
 # --- the explorer's windows ---------------------------------------------------------------------
@@ -44,9 +53,8 @@ def _window_svg(state: ExplorerState, start: int, colour: str, cell: int) -> tup
 
 
 def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
-    """The padded input (white; padding grey) with the first window in blue, the last in orange
-    and ticks where each window starts; a dilated kernel's skipped pixels stay empty. An
-    impossible configuration draws the window that does not fit in red, dashed."""
+    """The padded input with the first window in blue, the last in orange and ticks where each
+    window starts; a window that does not fit is red and dashed."""
     valid = state.output is not None
     last = state.starts[-1] if valid else 0
     extent = max(state.padded, last + state.span)  # ceil_mode's overhang, or a misfit
@@ -101,8 +109,7 @@ def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
     matrix = np.zeros((inputs, len(table)))
     for column, rows in enumerate(table):
         matrix[list(rows), column] = 1
-    fig = Figure(figsize=(8, 3.2), dpi=100)
-    ax = fig.subplots()
+    fig, ax = _figure(8, 3.2)
     ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1.4, aspect="equal")
     ax.set(xticks=range(len(table)), yticks=range(inputs))
     ax.set_xticks(np.arange(-0.5, len(table)), minor=True)
@@ -113,51 +120,45 @@ def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
     for column, count in enumerate(matrix.sum(axis=0).astype(int)):
         ax.text(column, -0.7, str(count), ha="center", va="bottom", fontsize=8)
     ax.set_title("LeNet-5 (1998), Table I: the S2 maps each C3 map reads", pad=18)
-    fig.tight_layout()
     return fig
 
 
 def plot_cost_breakdown(names: Sequence[str], parameters: Sequence[int],
                         multiply_adds: Sequence[int]) -> Figure:
     """Two bar charts side by side: each layer's share of the parameters and of the work."""
-    fig = Figure(figsize=(10, 0.6 + 0.4 * len(names)), dpi=100)
-    axes = fig.subplots(1, 2, sharey=True)
+    fig, axes = _figure(10, 0.6 + 0.4 * len(names), 1, 2, sharey=True)
     for ax, values, colour, title in (
         (axes[0], parameters, "#1f77b4", f"parameters ({sum(parameters):,} in all)"),
         (axes[1], multiply_adds, "#ff7f0e", f"multiply-adds per image ({sum(multiply_adds):,})"),
     ):
-        total = sum(values)
-        bars = ax.barh(list(names), [100 * value / total for value in values], color=colour)
-        for bar, value in zip(bars, values, strict=True):
-            y = bar.get_y() + bar.get_height() / 2
-            ax.text(bar.get_width() + 1, y, f"{value:,}", va="center", fontsize=8)
-        ax.set_xlim(0, 118)
-        ax.set_xlabel("% of the network's total")
+        shares = 100 * np.asarray(values) / sum(values)  # % of the total
+        ax.barh(list(names), shares, color=colour)
+        for y, (share, value) in enumerate(zip(shares, values, strict=True)):
+            ax.text(share + 1, y, f"{value:,}", va="center", fontsize=8)
+        ax.set(xlim=(0, 118), xlabel="% of the network's total")
         ax.set_title(title, fontsize=10)
     axes[0].invert_yaxis()
-    fig.tight_layout()
     return fig
 
 
-def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0) -> tuple[Figure, Any]:
+def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0,
+          title: str | None = None) -> tuple[Figure, Any]:
     """``n`` panels (axes off) in rows of ``ncols``, each ``width`` x ``height`` inches."""
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(ncols * width, top + nrows * height), dpi=100)
-    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
-    for ax in axes:
+    fig, axes = _figure(ncols * width, top + nrows * height, nrows, ncols, title=title, pad=0.3,
+                        squeeze=False)
+    for ax in axes.flat:
         ax.set_axis_off()
-    return fig, axes
+    return fig, list(axes.flat)
 
 
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, ncols: int = 10,
                 size: float = 1.0, cmap: str = "gray_r") -> Figure:
-    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark on white, unsmoothed: uint8
-    images share the scale 0..255, so their contrast compares; float images (averages, filters)
-    each get their own."""
+    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark, unsmoothed; uint8 images share
+    the scale 0..255 (so contrast compares), float images (averages, filters) get their own."""
     images = images.detach().cpu()
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
+    images = images[:, 0] if images.ndim == 4 and images.shape[1] == 1 else images
     if images.ndim != 3:
         raise ValueError(f"images of shape {tuple(images.shape)}; expected N x H x W or "
                          "N x 1 x H x W")
@@ -171,7 +172,6 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
         ax.imshow(image.numpy(), cmap=cmap, interpolation="nearest", **limits)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
@@ -180,17 +180,15 @@ def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float =
     generator = torch.Generator().manual_seed(seed)
     labels = data.labels.cpu()
     width = 1.6 + per_class * size
-    fig = Figure(figsize=(width, len(data.classes) * size), dpi=100)
-    axes = fig.subplots(len(data.classes), per_class, squeeze=False)
+    fig = Figure(figsize=(width, len(data.classes) * size), dpi=100)  # laid out by hand, below
+    axes = fig.subplots(len(data.classes), per_class, squeeze=False,
+                        subplot_kw={"xticks": [], "yticks": [], "frame_on": False})
     for label, name in enumerate(data.classes):
         where = torch.nonzero(labels == label).flatten()
         chosen = where[torch.randperm(len(where), generator=generator)[:per_class]]
-        for j, ax in enumerate(axes[label]):
-            ax.set(xticks=[], yticks=[])
-            ax.spines[:].set_visible(False)
-            if j < len(chosen):
-                image = data.images[chosen[j]].cpu().numpy()
-                ax.imshow(image, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+        for ax, index in zip(axes[label], chosen, strict=False):
+            image = data.images[index].cpu().numpy()
+            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
         axes[label, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.subplots_adjust(left=1.5 / width, right=0.99, top=0.99, bottom=0.01, wspace=0.05,
                         hspace=0.05)
@@ -205,16 +203,12 @@ def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None 
         raise ValueError(f"filters of shape {tuple(filters.shape)}; expected out x in x k x k")
     n_out, n_in = filters.shape[:2]
     limit = float(filters.abs().max()) or 1.0
-    fig = Figure(figsize=(0.6 + n_out * size, 0.4 + n_in * size), dpi=100)
-    axes = fig.subplots(n_in, n_out, squeeze=False)
+    fig, axes = _figure(0.6 + n_out * size, 0.4 + n_in * size, n_in, n_out, title=title, pad=0.3,
+                        squeeze=False, subplot_kw={"xticks": [], "yticks": []})
     for (i, o), ax in np.ndenumerate(axes):  # row i: input map, column o: output map
         ax.imshow(filters[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set(xticks=[], yticks=[])
         if i == 0:
             ax.set_title(str(o), fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
@@ -223,27 +217,21 @@ def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
     """The maps of one layer for one image (C x H x W) on the layer's shared colour scale, so a
     bright map is one that responds strongly (dark: zero or negative)."""
     maps = maps.detach().cpu().float()
-    if maps.ndim == 4 and maps.shape[0] == 1:
-        maps = maps[0]
+    maps = maps[0] if maps.ndim == 4 and maps.shape[0] == 1 else maps
     if maps.ndim != 3:
         raise ValueError(f"maps of shape {tuple(maps.shape)}; expected C x H x W for one image")
     low, high = float(maps.min()), float(maps.max())
-    fig, axes = _grid(maps.shape[0], ncols, size, size * 1.15, top=0.3)
+    fig, axes = _grid(maps.shape[0], ncols, size, size * 1.15, top=0.3, title=title)
     for i, (ax, feature_map) in enumerate(zip(axes, maps, strict=False)):
         ax.imshow(feature_map.numpy(), cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
         ax.set_title(f"map {i}", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
-def show_predictions(
-    images: torch.Tensor, labels: Sequence[int] | torch.Tensor,
-    predictions: Sequence[int] | torch.Tensor, classes: Sequence[str],
-    probabilities: Sequence[float] | torch.Tensor | None = None, *, ncols: int = 8,
-    size: float = 1.3,
-) -> Figure:
+def show_predictions(images: torch.Tensor, labels: Sequence[int] | torch.Tensor,
+                     predictions: Sequence[int] | torch.Tensor, classes: Sequence[str],
+                     probabilities: Sequence[float] | torch.Tensor | None = None, *,
+                     ncols: int = 8, size: float = 1.3) -> Figure:
     """Images titled "predicted (probability)" over "true: label": green right, red wrong."""
     images = images.detach().cpu()
     labels, predictions = [int(v) for v in labels], [int(v) for v in predictions]
@@ -253,23 +241,19 @@ def show_predictions(
     fig, axes = _grid(len(images), ncols, size, size * 1.45)
     for i, (ax, image) in enumerate(zip(axes, images, strict=False)):
         ax.imshow(image.reshape(images.shape[-2:]).numpy(), cmap="gray_r", vmin=0, vmax=255)
-        guess = classes[predictions[i]]
-        if probabilities is not None:
-            guess += f" ({float(probabilities[i]):.2f})"
+        sure = "" if probabilities is None else f" ({float(probabilities[i]):.2f})"
         color = "tab:green" if predictions[i] == labels[i] else "tab:red"
-        ax.set_title(f"{guess}\ntrue: {classes[labels[i]]}", fontsize=7, color=color)
-    fig.tight_layout(pad=0.3)
+        ax.set_title(f"{classes[predictions[i]]}{sure}\ntrue: {classes[labels[i]]}", fontsize=7,
+                     color=color)
     return fig
 
 
 def show_confusion_matrix(confusion: torch.Tensor, classes: Sequence[str], *,
                           size: float = 6.0) -> Figure:
-    """The confusion matrix with its counts written in (rows: true classes), coloured by the
-    fraction of the row, so rare and common classes compare fairly."""
+    """Counts (rows: true classes) coloured by the fraction of the row: classes compare fairly."""
     counts = confusion.detach().cpu().long()
     fractions = counts.double() / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    fig = Figure(figsize=(size, size), dpi=100)
-    ax = fig.subplots()
+    fig, ax = _figure(size, size)
     ax.imshow(fractions.numpy(), cmap="Blues", vmin=0, vmax=1)
     for (t, p), count in np.ndenumerate(counts.numpy()):  # t: true class, p: predicted
         color = "white" if fractions[t, p] > 0.5 else "black"
@@ -277,7 +261,6 @@ def show_confusion_matrix(confusion: torch.Tensor, classes: Sequence[str], *,
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
     ax.set(xlabel="predicted class", ylabel="true class")
-    fig.tight_layout()
     return fig
 
 
@@ -285,46 +268,35 @@ def show_per_class_accuracy(accuracy: torch.Tensor, classes: Sequence[str]) -> F
     """Accuracy of each true class as horizontal bars, worst class at the top."""
     values = [float(v) for v in accuracy]
     order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
-    fig = Figure(figsize=(6, 0.3 * len(values) + 0.8), dpi=100)
-    ax = fig.subplots()
+    fig, ax = _figure(6, 0.3 * len(values) + 0.8)
     ax.barh([classes[i] for i in order], [values[i] for i in order], color="tab:blue")
     for y, i in enumerate(order):
         ax.text(values[i] + 0.005, y, f"{values[i]:.3f}", va="center", fontsize=8)
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("test accuracy of the class")
-    fig.tight_layout()
+    ax.set(xlim=(0, 1.1), xlabel="test accuracy of the class")
     return fig
 
 
-_CURVE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-_ACCURACIES = (("test_accuracy", "-", "test"), ("train_accuracy", "--", "train"),
-               ("validation_accuracy", ":", "validation"))
-
-
 def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.2)) -> Figure:
-    """Loss (left) and accuracy (right: test solid, train dashed, validation dotted, where
-    measured) per epoch of one history or of several, ``{"label": history, ...}``. A history is a
-    ``train.History`` or a list of its per-epoch dicts (a checkpoint's ``"history"``)."""
+    """Loss and accuracy (test solid, train dashed, validation dotted) per epoch of a history
+    (a ``train.History`` or its list of epoch dicts) or of several, ``{"label": history}``."""
     runs = dict(histories) if isinstance(histories, Mapping) else {"": histories}
-    fig = Figure(figsize=size, dpi=100)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    for (label, history), color in zip(runs.items(), _CURVE_COLORS, strict=False):
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    fig, (loss_ax, acc_ax) = _figure(*size, 1, 2)
+    for (label, history), color in zip(runs.items(), colors, strict=False):
         records = list(getattr(history, "epochs", history))
         if not records:
             raise ValueError(f"history {label!r} has no epochs to plot")
         epochs = [r["epoch"] for r in records]
         loss_ax.plot(epochs, [r["train_loss"] for r in records], color=color, label=label or None)
-        for key, style, name in _ACCURACIES:
-            values = [r.get(key) for r in records]
+        for name, style in (("test", "-"), ("train", "--"), ("validation", ":")):
+            values = [r.get(f"{name}_accuracy") for r in records]
             if all(v is not None for v in values):
                 acc_ax.plot(epochs, values, style, color=color, label=f"{label} {name}".strip())
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (loss_ax, acc_ax):
+    for ax, ylabel, title in ((loss_ax, "training loss", "loss"), (acc_ax, "accuracy", "accuracy")):
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     if any(runs):
         loss_ax.legend(fontsize=8)
     acc_ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig

@@ -1,9 +1,6 @@
-"""Use a trained LeNet on your own pictures: image files -> 28 x 28 inputs -> top classes.
-
-A picture must go through the recipe that made the data set (:func:`convert_image`; Fashion-MNIST,
-arXiv:1708.07747: trim, longest edge 28, centre, negate; MNIST: fit in 20 x 20, centre of mass in
-the middle).  :func:`predict_files` is what ``python -m lenet_course predict`` runs.
-"""
+"""Use a trained LeNet on your own pictures: image files -> 28 x 28 inputs -> top classes, by the
+recipe that made the data set (Fashion-MNIST, arXiv:1708.07747: trim, longest edge 28, centre,
+negate; MNIST: fit in 20 x 20, centre of mass in the middle)."""
 
 from __future__ import annotations
 
@@ -22,12 +19,9 @@ from lenet_course.checkpoint import load_checkpoint, model_from_checkpoint
 from lenet_course.data import PathLike, prepare_images
 from lenet_course.models import class_scores
 
-#: A border whose median is brighter than this is a light background: the picture is inverted.
-LIGHT_BACKGROUND = 127
-#: An object's pixel differs from the background by more than 5% of 255 (Fashion-MNIST's rule).
-TRIM_TOLERANCE = 0.05 * 255
-#: How each data set placed its objects: (longest edge of the object, centring rule).
-LAYOUTS: dict[str, tuple[int, str]] = {"fashion-mnist": (28, "box"), "mnist": (20, "mass")}
+LIGHT_BACKGROUND = 127  # a border median above it: a light background, so the picture is inverted
+TRIM_TOLERANCE = 0.05 * 255  # an object's pixels differ from the background by more (Fashion-MNIST)
+LAYOUTS = {"fashion-mnist": (28, "box"), "mnist": (20, "mass")}  # object's longest edge, centring
 CANVAS = 28
 
 
@@ -54,8 +48,7 @@ def load_image(path: PathLike) -> Image.Image:
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
-    """Any image as H x W uint8 brightness (0 black .. 255 white): transparent pixels on white,
-    as a viewer shows them; 16-bit ones divided by 257; other int or float ones stretched."""
+    """Any image as H x W uint8 brightness (0 black .. 255 white), transparent pixels on white."""
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -68,8 +61,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
 
 def background_level(gray: np.ndarray) -> float:
-    """The background brightness: the median of the picture's outer border (not one corner, so
-    an object touching an edge or a noisy JPEG corner does not decide it)."""
+    """The background's brightness: the median of the outer border, not one (maybe noisy) corner."""
     if gray.ndim != 2 or gray.size == 0:
         raise ValueError(f"expected a non-empty H x W grayscale array, got shape {gray.shape}")
     return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
@@ -90,12 +82,11 @@ class ConvertedImage:
     size: tuple[int, int]  #: (width, height) of the picture as read
 
 
-def _place(values: np.ndarray, level: float, dataset: str) -> np.ndarray:
+def _place(values: np.ndarray, level: float, dataset: str) -> torch.Tensor:
     """Resize the trimmed object ``values`` as ``dataset`` did and centre it on the canvas."""
     longest, centring = LAYOUTS[dataset]
-    height, width = values.shape
-    scale = longest / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    scale = longest / max(values.shape)
+    new_h, new_w = (max(1, round(side * scale)) for side in values.shape)
     small = Image.fromarray(np.rint(values).astype(np.uint8))
     patch = np.asarray(small.resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
     top, left = (CANVAS - new_h) // 2, (CANVAS - new_w) // 2
@@ -107,13 +98,12 @@ def _place(values: np.ndarray, level: float, dataset: str) -> np.ndarray:
         left = min(max(round((CANVAS - 1) / 2 - center_x), 0), CANVAS - new_w)
     canvas = np.full((CANVAS, CANVAS), round(level), dtype=np.uint8)
     canvas[top : top + new_h, left : left + new_w] = patch
-    return canvas
+    return torch.from_numpy(canvas)
 
 
 def convert_image(image: Image.Image | np.ndarray | PathLike, *, invert: bool | None = None,
                   dataset: str = "fashion-mnist") -> ConvertedImage:
-    """A picture as a 28 x 28 uint8 image laid out like ``dataset``: gray, inverted if ``invert``
-    (None: if the background is light), background made black, trimmed, resized and centred."""
+    """A picture as ``dataset`` lays out its 28 x 28 uint8 images (``invert=None``: if light)."""
     if dataset not in LAYOUTS:
         raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
     if isinstance(image, (str, os.PathLike)):
@@ -131,15 +121,12 @@ def convert_image(image: Image.Image | np.ndarray | PathLike, *, invert: bool | 
     rows, cols = np.nonzero(np.abs(values - level) > TRIM_TOLERANCE)
     if len(rows):  # a blank picture stays whole
         values = values[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    pixels = torch.from_numpy(_place(values, level, dataset))
-    return ConvertedImage(pixels, inverted, background, (gray.shape[1], gray.shape[0]))
+    return ConvertedImage(_place(values, level, dataset), inverted, background, gray.shape[::-1])
 
 
-def class_probabilities(
-    model: nn.Module, images: torch.Tensor, normalization: dict[str, Any], *, batch_size: int = 1000
-) -> torch.Tensor:
-    """Class probabilities (N x classes, float32, CPU) of uint8 ``images`` (N x 28 x 28): softmax
-    of :func:`models.class_scores` (for LeNet-5 of 1998, the negated penalties) of the inputs."""
+def class_probabilities(model: nn.Module, images: torch.Tensor, normalization: dict[str, Any], *,
+                        batch_size: int = 1000) -> torch.Tensor:
+    """Softmax of the class scores (models.class_scores) of uint8 ``images``: N x classes, CPU."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; it must be at least 1")
     if len(images) == 0:
@@ -149,9 +136,8 @@ def class_probabilities(
     return torch.softmax(class_scores(model, x, batch_size).float(), dim=1).cpu()
 
 
-def top_classes(
-    probabilities: torch.Tensor, class_names: Sequence[str], k: int = 3
-) -> list[list[tuple[str, float]]]:
+def top_classes(probabilities: torch.Tensor, class_names: Sequence[str],
+                k: int = 3) -> list[list[tuple[str, float]]]:
     """For each row of ``probabilities``, the ``k`` most likely (class name, probability) pairs."""
     classes = probabilities.shape[1] if probabilities.ndim == 2 else 0
     if len(class_names) != classes:
@@ -159,10 +145,8 @@ def top_classes(
     if not 1 <= k <= classes:
         raise ValueError(f"top-k k={k}; it must be between 1 and the {classes} classes")
     values, indices = probabilities.topk(k, dim=1)
-    return [
-        [(class_names[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]
-        for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
-    ]
+    return [[(class_names[i], p) for p, i in zip(row_p, row_i, strict=True)]
+            for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)]
 
 
 @dataclass
@@ -211,7 +195,6 @@ def predict_files(checkpoint: PathLike | Mapping[str, Any], paths: Sequence[Path
     if good:
         pixels = torch.stack([p.pixels for p in good])  # type: ignore[misc]
         probabilities = class_probabilities(model, pixels, checkpoint["normalization"])
-        tops = top_classes(probabilities, class_names, top_k)
-        for prediction, top in zip(good, tops, strict=True):
-            prediction.top = top
+        for p, top in zip(good, top_classes(probabilities, class_names, top_k), strict=True):
+            p.top = top
     return predictions

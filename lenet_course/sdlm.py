@@ -1,6 +1,4 @@
-"""The paper's optimiser, stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, Appendix C):
-each weight w_k steps by eps_k = eta / (mu + h_kk) times its gradient, h_kk estimating d2E/dw_k^2.
-"""
+"""The optimiser of LeCun et al. (1998, Appendix C): stochastic diagonal Levenberg-Marquardt."""
 
 from __future__ import annotations
 
@@ -23,14 +21,12 @@ def _backward(layer: nn.Module, x: torch.Tensor, h_a: torch.Tensor) -> tuple[tor
         return h_a.t() @ (x * x), h_a.sum(0), h_a @ layer.weight.pow(2)
     if isinstance(layer, Subsampling):  # a = w * (sum of 2x2 inputs) + b
         sum_sq = F.avg_pool2d(x * x, kernel_size=2, stride=2, divisor_override=1)
-        w_sq = layer.weight.pow(2).view(1, -1, 1, 1)
-        h_x = F.interpolate(h_a * w_sq, scale_factor=2, mode="nearest")
+        h_x = F.interpolate(h_a * layer.weight.view(1, -1, 1, 1) ** 2, scale_factor=2)  # nearest
         return (h_a * sum_sq).sum(dim=(0, 2, 3)), h_a.sum(dim=(0, 2, 3)), h_x
     dense = layer.dense_weight() if isinstance(layer, PartialConv2d) else layer.weight
     h_w = torch.nn.grad.conv2d_weight(x * x, dense.shape, h_a)
     if isinstance(layer, PartialConv2d):  # only the real kernels of C3 have a curvature
-        k = layer.kernel_size
-        h_w = h_w.reshape(-1, k, k).index_select(0, layer.connection_index)
+        h_w = h_w.flatten(0, 1).index_select(0, layer.connection_index)
     h_x = torch.nn.grad.conv2d_input(x.shape, dense.pow(2), h_a)
     return h_w, h_a.sum(dim=(0, 2, 3)), h_x
 
@@ -38,14 +34,11 @@ def _backward(layer: nn.Module, x: torch.Tensor, h_a: torch.Tensor) -> tuple[tor
 @torch.no_grad()
 def diagonal_hessian(model: LeNet5_1998, images: torch.Tensor,
                      output_curvature: float = 2.0) -> dict[str, torch.Tensor]:
-    """Gauss-Newton estimates of d2E/dw_k^2 for every parameter of ``model`` (by name), averaged
-    over ``images`` (prepared, N x 1 x 32 x 32): the h_kk of Appendix C.
-
-    Second derivatives go back like gradients, with squared weights and squared slopes f'(a)^2;
-    off-diagonal and f'' terms are dropped.  At an F6 unit d2E/dx^2 is ``output_curvature``: 2,
-    exact for the correct class's penalty sum_j (x_j - w_Dj)^2 (the MAP loss's competitive term
-    is left out, so the estimate needs no labels).
-    """
+    """Gauss-Newton estimates of d2E/dw_k^2, the h_kk of Appendix C, for every parameter of
+    ``model`` (by name), averaged over prepared ``images`` (N x 1 x 32 x 32): second derivatives go
+    back like gradients, with squared weights and slopes f'(a)^2, dropping off-diagonal and f''
+    terms.  At F6, d2E/dx^2 = ``output_curvature`` (2: exact for the correct class's penalty
+    sum_j (x_j - w_Dj)^2; the MAP loss's competitive term is left out, so no labels are needed)."""
     if not isinstance(model, LeNet5_1998):
         raise TypeError(f"diagonal_hessian needs a LeNet5_1998; got {type(model).__name__}")
     inputs, pre = [], []  # every layer's input x and pre-activation a
@@ -68,8 +61,7 @@ class SDLM(torch.optim.Optimizer):
     ``curvature()`` returns ``{parameter: h}``; it is called before the first step and then every
     ``refresh_every`` steps (the paper: once per pass).  The paper stepped after every example;
     here a step follows the mean loss of ``batch_size`` examples, and the gradient is scaled by
-    ``batch_size`` so that one step moves as far as that many of the paper's steps.
-    """
+    ``batch_size`` so that one step moves as far as that many of the paper's steps."""
 
     def __init__(self, params: Iterable[torch.Tensor],
                  curvature: Callable[[], dict[torch.Tensor, torch.Tensor]], *,

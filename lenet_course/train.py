@@ -1,11 +1,9 @@
 """Training: one loop over device-resident tensors, with history, checkpoints and resume.
 
-:func:`fit` takes a model, the data and a :class:`~lenet_course.config.TrainConfig`, and is
-built from short functions a reader can take one at a time: :func:`train_epoch` (the hot loop),
-:func:`count_correct` (evaluation) and :func:`end_epoch` (one record per epoch).  Why it is fast
-(the idea of KellerJordan/cifar10-airbench, kept simple): the data set moves to the device once
-and is normalised there; a batch is a slice of a per-epoch permutation; the loss and the correct
-count stay on the device until the epoch ends, so the host never waits inside an epoch.
+:func:`fit` is built from short functions: :func:`train_epoch` (the hot loop),
+:func:`count_correct` (evaluation) and :func:`end_epoch` (one record per epoch).  It is fast
+because the data set moves to the device once, a batch is a slice of a per-epoch permutation,
+and the loss and correct count stay on the device until the epoch ends (no host waits).
 """
 
 from __future__ import annotations
@@ -64,12 +62,9 @@ def available_cores() -> int:
 
 
 def cpu_threads(threads: int | None = None) -> int | None:
-    """How many threads CPU training uses; ``None`` leaves torch's own setting.
-
-    An explicit ``threads`` wins; otherwise 1 thread on machines with at most 2 cores, where a
-    second thread gains a little on an idle machine and loses as soon as anything else runs
-    (measured: benchmarks/RESULTS.md), and torch's choice on bigger ones.
-    """
+    """CPU threads for training (None: torch's choice): ``threads`` if given, else 1 on machines
+    with at most 2 cores, where a second thread loses as soon as anything else runs
+    (benchmarks/RESULTS.md)."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads={threads}; use a positive number, or None for the default")
@@ -106,13 +101,11 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images, int64 labels) of an ``ImageSet`` or an ``(images, labels)`` pair."""
-    if hasattr(data, "images") and hasattr(data, "labels"):
-        images, labels = data.images, data.labels
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = data
-    else:
+    pair = (data.images, data.labels) if hasattr(data, "images") else data
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise TypeError(f"{what} is a {type(data).__name__}; pass an ImageSet from "
                         "lenet_course.data.load_dataset or an (images, labels) pair of tensors")
+    images, labels = pair
     if images.dtype != torch.uint8:
         raise TypeError(f"{what} images are {images.dtype}; fit expects the uint8 images "
                         "(N x 28 x 28) that load_dataset returns, and normalises them itself")
@@ -122,7 +115,7 @@ def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torc
 
 
 def _input_spec(model: nn.Module) -> InputSpec:
-    return getattr(model, "input_spec", None) or InputSpec()
+    return getattr(model, "input_spec", None) or InputSpec()  # a user's model: 1 x 28 x 28
 
 
 def _on_device(data: Any, what: str, run: _Run) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,11 +135,8 @@ def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def evaluate(model: nn.Module, data: Any, normalization: dict[str, Any] | None = None, *,
              batch_size: int = 1000, device: str | torch.device | None = None) -> float:
-    """The accuracy of ``model`` on ``data`` (an ``ImageSet`` or ``(uint8 images, labels)``).
-
-    ``normalization`` is the one the model was trained with (a checkpoint's); by default it is
-    computed from ``data`` itself, which is right only when ``data`` is the training set.
-    """
+    """The accuracy of ``model`` on ``data`` (an ``ImageSet`` or ``(uint8 images, labels)``),
+    scaled with ``normalization`` (a checkpoint's; by default ``data``'s own statistics)."""
     spec = _input_spec(model)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     images, labels = images_and_labels(data)
@@ -357,21 +347,19 @@ def _tensorboard(log_dir: str | None) -> Any:
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:
     names = {"train_loss": "loss", "train_accuracy": "train", "validation_accuracy": "val",
-             "test_accuracy": "test"}
+             "test_accuracy": "test"}  # what the progress bar shows after each epoch
     return {short: f"{record[key]:.3f}" for key, short in names.items() if record[key] is not None}
 
 
 def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, test: Any = None,
         validation: Any = None, checkpoint: PathLike | None = None, resume: bool = False,
         on_epoch_end: Callable[[dict[str, Any]], Any] | None = None) -> History:
-    """Train ``model`` (any classifier ``nn.Module``) on ``train`` as ``config`` says.
+    """Train ``model`` (any classifier) on ``train`` as ``config`` says; return its History.
 
     ``train``, ``validation`` and ``test`` are ``ImageSet``s or ``(uint8 images, labels)`` pairs;
-    the latter two are evaluated after every epoch.  The loss is ``model.loss`` when the model has
-    one, else cross-entropy; accuracy reads ``model.scores(outputs)`` when defined.  With
-    ``checkpoint`` the state after every epoch is saved; ``resume=True`` continues from it to the
-    same weights as an uninterrupted run.  ``on_epoch_end(record)`` runs after each checkpoint.
-    Raises :class:`TrainingDivergedError` when the loss or a weight stops being finite.
+    the latter two are evaluated after every epoch.  With ``checkpoint`` the state after every
+    epoch is saved, and ``resume=True`` continues from it to the same weights as an uninterrupted
+    run.  Raises :class:`TrainingDivergedError` when the loss or a weight stops being finite.
     """
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint to continue>")

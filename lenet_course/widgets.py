@@ -1,10 +1,6 @@
-"""ipywidgets explorers: sliders wired to pure functions, which hold all the logic.
-
-The convolution and pooling explorers read their sliders, call ``arithmetic.explore_conv`` or
-``explore_pool`` and show the state they return: its output size, the filled-in formula or why
-there is none, and ``plots.conv_windows_svg``. The feature-map explorer draws
-:func:`feature_map_view`. So everything an explorer shows is testable without a browser.
-"""
+"""ipywidgets explorers: sliders wired to pure functions (``arithmetic.explore_conv`` and
+``explore_pool``, :func:`feature_map_view`), which hold all the logic, so that everything an
+explorer shows is testable without a browser."""
 
 from __future__ import annotations
 
@@ -29,24 +25,18 @@ def explanation_html(state: arithmetic.ExplorerState) -> str:
     if state.error is not None:
         return f'<p style="color:#b00020"><b>Impossible:</b> {html.escape(state.error)}</p>'
     first, last = state.starts[0], state.starts[-1]
-    return (
-        f"<p><code>{html.escape(state.formula)}</code><br>"
-        f"{state.output} window positions per side: the first starts at padded pixel {first}, "
-        f"the last at {last} and covers up to pixel {last + state.span - 1} "
-        f"(the padded input ends at {state.padded - 1}).</p>"
-    )
+    return (f"<p><code>{html.escape(state.formula)}</code><br>"
+            f"{state.output} window positions per side: the first starts at padded pixel {first}, "
+            f"the last at {last} and covers up to pixel {last + state.span - 1} "
+            f"(the padded input ends at {state.padded - 1}).</p>")
 
 
 class Explorer:
-    """Sliders -> pure function -> label, explanation and picture.
+    """Sliders -> pure function -> label, explanation and picture; displays as its ``.widget``.
+    ``.sliders`` maps argument names to sliders, ``.state`` is the current state."""
 
-    Displays as its ``.widget`` (a ``VBox``); ``.sliders`` maps argument names to sliders,
-    ``.output`` is the label ``output size: 28 x 28`` and ``.state`` the current state.
-    """
-
-    def __init__(
-        self, explore: Callable[..., arithmetic.ExplorerState], sliders: dict[str, Any]
-    ) -> None:
+    def __init__(self, explore: Callable[..., arithmetic.ExplorerState],
+                 sliders: dict[str, Any]) -> None:
         self._explore = explore
         self.sliders = sliders
         self.output = widgets.Label(style={"font_weight": "bold"})
@@ -74,39 +64,31 @@ class Explorer:
         return bundle
 
 
-def _slider(description: str, value: int, low: int, high: int) -> widgets.IntSlider:
-    return widgets.IntSlider(value=value, min=low, max=max(high, value), description=description,
-                             style={"description_width": "initial"},
-                             layout=widgets.Layout(width="260px"))
+def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict[str, Any]:
+    """The sliders of :data:`SLIDERS` at ``values``, by argument name (a maximum grows to fit)."""
+    names = ("size", "kernel_size", "stride", "padding", "dilation")
+    ranges = ((1, 32), (1, kernel_max), (1, 6), (0, padding_max), (1, 4))
+    return {name: widgets.IntSlider(value=value, min=low, max=max(high, value), description=label,
+                                    style={"description_width": "initial"},
+                                    layout=widgets.Layout(width="260px"))
+            for name, label, value, (low, high) in zip(names, SLIDERS, values, ranges, strict=True)}
 
 
-def conv_explorer(
-    size: int = 28, kernel_size: int = 5, stride: int = 1, padding: int = 2, dilation: int = 1
-) -> Explorer:
-    """Sliders for a convolution (described as in :data:`SLIDERS`), its output size
-    (``output size: 28 x 28``, or ``output size: impossible`` and why) and its windows."""
-    return Explorer(arithmetic.explore_conv, {
-        "size": _slider("input size", size, 1, 32),
-        "kernel_size": _slider("kernel size", kernel_size, 1, 11),
-        "stride": _slider("stride", stride, 1, 6),
-        "padding": _slider("padding", padding, 0, 6),
-        "dilation": _slider("dilation", dilation, 1, 4),
-    })
+def conv_explorer(size: int = 28, kernel_size: int = 5, stride: int = 1, padding: int = 2,
+                  dilation: int = 1) -> Explorer:
+    """Sliders for a convolution, its output size (``output size: 28 x 28``, or ``output size:
+    impossible`` and why) and its windows."""
+    values = (size, kernel_size, stride, padding, dilation)
+    return Explorer(arithmetic.explore_conv, _sliders(values, kernel_max=11, padding_max=6))
 
 
-def pool_explorer(
-    size: int = 7, kernel_size: int = 2, stride: int = 2, padding: int = 0, dilation: int = 1,
-    ceil_mode: bool = True,
-) -> Explorer:
+def pool_explorer(size: int = 7, kernel_size: int = 2, stride: int = 2, padding: int = 0,
+                  dilation: int = 1, ceil_mode: bool = True) -> Explorer:
     """Like :func:`conv_explorer`, for ``nn.MaxPool2d``, with a ``ceil_mode`` checkbox."""
-    return Explorer(arithmetic.explore_pool, {
-        "size": _slider("input size", size, 1, 32),
-        "kernel_size": _slider("kernel size", kernel_size, 1, 8),
-        "stride": _slider("stride", stride, 1, 6),
-        "padding": _slider("padding", padding, 0, 4),
-        "dilation": _slider("dilation", dilation, 1, 4),
-        "ceil_mode": widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False),
-    })
+    values = (size, kernel_size, stride, padding, dilation)
+    sliders = _sliders(values, kernel_max=8, padding_max=4)
+    sliders["ceil_mode"] = widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False)
+    return Explorer(arithmetic.explore_pool, sliders)
 
 
 @dataclass(frozen=True)
@@ -122,15 +104,13 @@ class FeatureMapView:
     @property
     def caption(self) -> str:
         count, height, width = self.maps.shape
-        return (
-            f"test image {self.index} ({self.label}) through {self.stage}: {count} maps of "
-            f"{height}x{width}, values {float(self.maps.min()):.2f} .. {float(self.maps.max()):.2f}"
-        )
+        low, high = float(self.maps.min()), float(self.maps.max())
+        return (f"test image {self.index} ({self.label}) through {self.stage}: {count} maps of "
+                f"{height}x{width}, values {low:.2f} .. {high:.2f}")
 
 
-def feature_map_view(
-    model: Any, data: Any, normalization: dict[str, Any], index: int, stage: str
-) -> FeatureMapView:
+def feature_map_view(model: Any, data: Any, normalization: dict[str, Any], index: int,
+                     stage: str) -> FeatureMapView:
     """The maps of ``stage`` ("C1", "S2", "C3", "S4") for image ``index`` of ``data`` (an
     ``ImageSet``): the pure function behind :func:`feature_map_explorer`."""
     count = len(data.labels)
@@ -143,16 +123,11 @@ def feature_map_view(
     return FeatureMapView(index, stage, image, data.classes[int(data.labels[index])], maps)
 
 
-def feature_map_explorer(
-    model: Any, data: Any, normalization: dict[str, Any], *, index: int = 0,
-    stages: tuple[str, ...] = ("C1", "S2", "C3", "S4"),
-) -> widgets.VBox:
+def feature_map_explorer(model: Any, data: Any, normalization: dict[str, Any], *, index: int = 0,
+                         stages: tuple[str, ...] = ("C1", "S2", "C3", "S4")) -> widgets.VBox:
     """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`.
-
-    The pictures go into an ``HTML`` widget as PNGs, not into an ``Output`` widget: a saved
-    notebook shows them without a kernel, and headless runners (papermill, nbclient) need not
-    emulate an ``Output`` widget, which can stall them.
-    """
+    PNGs in an ``HTML`` widget, not an ``Output`` widget: a saved notebook shows them without a
+    kernel, and headless runners (papermill, nbclient), which an ``Output`` can stall, need none."""
     slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image",
                                continuous_update=False)
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")
