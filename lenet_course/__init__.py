@@ -1,28 +1,14 @@
 """lenet_course: the helper package behind the LeNet course notebooks.
 
-One idea per module; :data:`LAYERS` lists them in the order data flows, and a module imports only
-modules before it (files -> data -> models -> train -> checkpoint -> predict / inspect / plots).
+One idea per module; :data:`LAYERS` lists them in the order data flows (the README's table says
+what each holds), and a module imports only modules before it.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.1.0"
 
 LAYERS = (
-    "notebook",  # record(): values a notebook reports for its tests
-    "paper",  # the 1998 paper's published figures and schedule, as plain data
-    "arithmetic",  # output sizes, receptive fields, the explorers' pure functions
-    "data",  # the data root, Fashion-MNIST / MNIST as tensors, input specs
-    "lenet1998",  # LeNet-5 as published in 1998, and its variants
-    "models",  # the three equivalent LeNets, build_model, eval_mode, class_scores
-    "counting",  # parameters, multiply-adds and connections, by formula and on a model
-    "sdlm",  # the paper's optimiser: stochastic diagonal Levenberg-Marquardt
-    "config",  # TrainConfig and the named recipes
-    "checkpoint",  # History, checkpoints and run folders
-    "train",  # fit and evaluate
-    "predict",  # image files -> predictions
-    "inspect_model",  # feature maps, filters, confusion and mistakes
-    "plots",  # figures
-    "widgets",  # ipywidgets explorers over the pure functions
-    "cli",  # python -m lenet_course ...
+    "notebook", "paper", "arithmetic", "data", "lenet1998", "models", "counting", "sdlm",
+    "config", "checkpoint", "train", "predict", "inspect_model", "plots", "widgets", "cli",
 )
 
 __all__ = ["LAYERS", "__version__"]

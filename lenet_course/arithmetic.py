@@ -19,6 +19,8 @@ IntOrPair = int | tuple[int, int]  # one int for both height and width, or a pai
 
 def span(kernel_size: int, dilation: int = 1) -> int:
     """How many input pixels one window covers, holes included."""
+    if kernel_size < 1 or dilation < 1:  # what PyTorch refuses
+        raise ValueError(f"kernel_size={kernel_size}, dilation={dilation}; use both >= 1")
     return dilation * (kernel_size - 1) + 1
 
 
@@ -39,7 +41,7 @@ def pool2d_output_size(size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPai
     ``stride`` defaults to ``kernel_size``, as in PyTorch. ``ceil_mode=True`` rounds up, so a
     last window may hang over the edge, as long as it starts inside the input or left padding."""
     stride = kernel_size if stride is None else stride
-    axes, as_pair = _checked(True, size, kernel_size, stride, padding, dilation, bool(ceil_mode))
+    axes, as_pair = _checked(True, size, kernel_size, stride, padding, dilation, ceil_mode)
     out = []
     for n, k, s, p, d in axes:
         length = (n + 2 * p - span(k, d) + (s - 1 if ceil_mode else 0)) // s + 1
@@ -69,6 +71,8 @@ def _pairs(**arguments: Any) -> tuple[list[tuple[int, ...]], set[str]]:
 def _checked(pool: bool, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any,
              ceil_mode: bool = False) -> tuple[list[tuple[int, ...]], set[str]]:
     """:func:`_pairs`, once they pass every check PyTorch makes."""
+    if not isinstance(ceil_mode, bool):  # PyTorch refuses it too; "no" would round up
+        raise TypeError(f"ceil_mode={ceil_mode!r} is not a bool; use ceil_mode=True or False")
     if isinstance(padding, str) and pool:
         raise ValueError(f"padding={padding!r}: pooling takes no 'same' or 'valid' (those are for "
                          "convolutions); give an int or a pair between 0 and kernel_size // 2")
@@ -147,6 +151,9 @@ class Window:
     padding: int = 0
     dilation: int = 1
     name: str = ""
+
+    def __post_init__(self) -> None:  # what PyTorch refuses, on an input so large any window fits
+        _checked(False, 2**31, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,16 @@
-"""What a training run leaves: its :class:`History`, checkpoints and run folders, written safely.
+"""What a training run leaves: its :class:`History`, checkpoints and run files, written atomically.
 
-A checkpoint is a plain dict of tensors, numbers and strings (:data:`CHECKPOINT_KEYS`, and
-``rng`` so that a resumed run continues exactly), written atomically and read back with
-``torch.load(weights_only=True)``, which never runs code from the file.
-"""
+A checkpoint is a plain dict (:data:`CHECKPOINT_KEYS`, and ``rng`` for an exact resume), read with
+``torch.load(weights_only=True)``, which runs no code, and checked."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import json
+import math
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,24 +21,17 @@ from torch import nn
 from lenet_course.models import build_model
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
-CHECKPOINT_KEYS = (
-    "format", "model", "state_dict", "optimizer", "epoch", "history", "class_names",
-    "dataset", "normalization", "train_config",
-)
+CHECKPOINT_KEYS = ("format", "model", "state_dict", "optimizer", "epoch", "history",
+                   "class_names", "dataset", "normalization", "train_config")
 PathLike = str | os.PathLike[str]
-
-
-HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_accuracy", "validation_accuracy", "test_accuracy", "lr",
-    "seconds", "examples_per_second",
-)
+RUN_FILES = ("checkpoint.pt", "metrics.json", "history.csv")  # what a run leaves in its folder
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_accuracy",
+                   "test_accuracy", "lr", "seconds", "examples_per_second")
 
 
 @dataclass
 class History:
-    """What :func:`fit` measured: one dict per epoch (keys :data:`HISTORY_COLUMNS`; a set that
-    was not given has ``None``), and ``config``, the run's settings as the checkpoint keeps them.
-    ``seconds`` is the whole epoch's wall clock, evaluation included."""
+    """What :func:`fit` measured: a dict per epoch (:data:`HISTORY_COLUMNS`) and the ``config``."""
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -75,11 +66,10 @@ class History:
 
     def to_csv(self, path: PathLike) -> None:
         """One row per epoch; an empty cell where a set was not evaluated."""
-        with open(path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=HISTORY_COLUMNS)
-            writer.writeheader()
-            for record in self.epochs:
-                writer.writerow({k: "" if v is None else v for k, v in record.items()})
+        writer = csv.DictWriter(text := io.StringIO(), fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in self.epochs)
+        atomic_write(path, text.getvalue().encode())
 
     def __repr__(self) -> str:
         if not self.epochs:
@@ -94,23 +84,19 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, not a course checkpoint, or does not fit the model."""
 
 
-def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` into a temporary file beside ``path``, then rename it into place.
-
-    A crash or a full disk during the write leaves the previous file intact.
-    """
+def atomic_write(path: PathLike, data: bytes) -> None:
+    """Write ``data`` beside ``path``, then rename it into place: a crash keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(obj, file)
+        with open(temporary, "wb") as file:
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -121,62 +107,71 @@ def save_checkpoint(path: PathLike, model: nn.Module, *, history: Sequence[Mappi
     """Write the state after ``len(history)`` epochs; ``model.config`` says how to rebuild it."""
     config = getattr(model, "config", None)
     state = {
-        "format": CHECKPOINT_FORMAT,
-        "model": dict(config) if config is not None else None,
+        "format": CHECKPOINT_FORMAT, "model": dict(config) if config is not None else None,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "epoch": len(history),
-        "history": [dict(record) for record in history],
-        "class_names": [str(name) for name in class_names],
-        "dataset": dataset,
-        "normalization": dict(normalization),
-        "train_config": dict(train_config),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        },
+        "epoch": len(history), "history": [dict(record) for record in history],
+        "class_names": [str(name) for name in class_names], "dataset": dataset,
+        "normalization": dict(normalization), "train_config": dict(train_config),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []},
     }
-    atomic_save(state, path)
+    torch.save(state, buffer := io.BytesIO())
+    atomic_write(path, buffer.getvalue())
 
 
 def _read(path: Path) -> Any:
     """``torch.load(weights_only=True)``, with the reason for a failure in one line."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:  # no permission, an I/O error: the file itself may well be fine
+        raise CheckpointError(f"cannot read {path}: {error}; check its permissions") from error
     except Exception as error:
         reason = " ".join(str(error).split())
         if "weights only load failed" in reason.lower():
-            raise CheckpointError(
-                f"{path} holds pickled Python objects, which a safe (weights_only) load refuses "
-                "to run; it was probably written with torch.save(model). Save a state_dict "
-                "instead (lenet_course.checkpoint.save_checkpoint)."
-            ) from error
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): "
-            f"{type(error).__name__}: {reason[:200]}"
-        ) from error
+            raise CheckpointError(f"{path} holds pickled objects, which a safe (weights_only) load "
+                                  "refuses: written with torch.save(model)? Save a state_dict "
+                                  "(save_checkpoint)") from error
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
+                              f"{type(error).__name__}: {reason[:200]}") from error
+
+
+#: What the entries that the course reads must be; a checkpoint with anything else is damaged.
+VALID: dict[str, Callable[[Any], bool]] = {
+    "state_dict": lambda v: isinstance(v, dict) and all(map(torch.is_tensor, v.values())),
+    "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+    "class_names": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    "normalization": lambda v: isinstance(v, dict) and (v.get("kind") == "paper" or (
+        v.get("kind") == "standardize"  # a finite mean and a std > 0, as prepare_images needs
+        and all(isinstance(v.get(k), int | float) and abs(v[k]) < math.inf for k in ("mean", "std"))
+        and v["std"] > 0)),
+    "model": lambda v: isinstance(v, dict | None), "train_config": lambda v: isinstance(v, dict),
+}
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
     """Read a checkpoint safely; :class:`CheckpointError` says what is wrong with a bad one."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; pass the checkpoint.pt file inside it")
-    if not path.is_file():
+    if not path.is_file():  # checked first: torch.load would wait forever on a FIFO
         raise CheckpointError(
+            f"{path} is a folder; pass the checkpoint.pt file inside it" if path.is_dir() else
+            f"{path} is not a regular file (a FIFO?); pass a checkpoint.pt" if path.exists() else
             f"no checkpoint at {path}; train one with `python -m lenet_course train --out DIR`, "
-            "which writes DIR/checkpoint.pt"
-        )
+            "which writes DIR/checkpoint.pt")
     state = _read(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(
-            f"{path} is not a lenet_course checkpoint: format {found!r}, expected "
-            f"{CHECKPOINT_FORMAT!r}"
-        )
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if missing:
+        raise CheckpointError(f"{path} is not a lenet_course checkpoint: format {found!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r}")
+    if missing := [key for key in CHECKPOINT_KEYS if key not in state]:
         raise CheckpointError(f"{path} is an incomplete checkpoint: it lacks {missing}")
+    if damaged := [key for key, valid in VALID.items() if not valid(state[key])]:
+        raise CheckpointError(f"{path} is damaged: its {damaged[0]!r} is "
+                              f"{state[damaged[0]]!r:.60}; train again or use an intact copy")
+    if bad := [k for k, v in state["state_dict"].items()
+               if v.is_floating_point() and not v.isfinite().all()]:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({bad[0]}), as a diverged "
+                              "run leaves them; train again with a lower learning rate")
     return state
 
 
@@ -202,13 +197,10 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
 def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module:
     """Rebuild the course model stored in ``checkpoint`` (a path or a loaded dict), in eval mode."""
     state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
-    config = state.get("model")
-    if not config:
-        raise CheckpointError(
-            "the checkpoint holds the weights of a model that is not one of the course's (it has "
-            "no model config); build that model yourself and call "
-            "model.load_state_dict(checkpoint['state_dict'])"
-        )
+    if not (config := state.get("model")):
+        raise CheckpointError("the checkpoint holds the weights of a model that is not one of the "
+                              "course's (it has no model config); build that model yourself and "
+                              "call model.load_state_dict(checkpoint['state_dict'])")
     try:
         model = build_model(**config)
     except (TypeError, ValueError) as error:
@@ -220,19 +212,17 @@ def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module
 
 def save_run_files(out: PathLike, model: nn.Module, history: History, *, dataset: str | None,
                    test_size: int) -> dict[str, Any]:
-    """Write ``out/metrics.json`` and ``out/history.csv`` for a finished run; return the metrics.
-    (``fit(..., checkpoint=out / "checkpoint.pt")`` writes the third file of a run.)"""
+    """Write a run's metrics.json and history.csv (fit writes checkpoint.pt); return the metrics."""
     out, config = Path(out), history.config
-    out.mkdir(parents=True, exist_ok=True)
-    last = {k: history.last[k] for k in HISTORY_COLUMNS[1:5]}  # losses and accuracies
     metrics = {
         "dataset": dataset, "model": getattr(model, "config", None) or type(model).__name__,
-        "epochs": len(history), **last, "examples_per_second": history.examples_per_second,
+        "epochs": len(history), **{k: history.last[k] for k in HISTORY_COLUMNS[1:5]},
+        "examples_per_second": history.examples_per_second,
         "seconds": history.seconds, "device": config.get("device"),
         "threads": config.get("threads"), "train_size": config.get("train_size"),
         "test_size": test_size, "parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__, "train_config": config,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     history.to_csv(out / "history.csv")
     return metrics

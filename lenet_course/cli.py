@@ -1,25 +1,31 @@
 """``python -m lenet_course``: the course's command line.
 
-Each subcommand is a pair of functions: one adds its arguments to a parser, one runs it and
-returns an exit code.  ``train`` maps its flags onto a :class:`~lenet_course.config.TrainConfig`
-recipe, so its defaults are the recipe's.  Bad arguments exit with status 2 and a one-line reason.
-"""
+Each subcommand has a function that adds its arguments and one that runs it.  Every problem is one
+line on stderr: exit 2 for arguments and settings, 1 for failures while running, 130 for Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from lenet_course import __version__
-from lenet_course.checkpoint import load_checkpoint, model_from_checkpoint, save_run_files
+from lenet_course.checkpoint import (
+    RUN_FILES,
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_run_files,
+)
 from lenet_course.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 from lenet_course.data import (
     DATASETS,
-    DatasetNotFoundError,
+    DatasetFormatError,
     ensure_dataset,
     load_dataset,
     random_subset,
@@ -47,15 +53,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
-def fail(message: Any) -> int:
-    """Report a problem found while running (not in the arguments): one line, exit status 1."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-    return 1
-
-
 def number(kind: type, low: float, high: float | None = None, *,
            low_open: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a ``kind`` (int/float) in [low, high) (or (low, high) if ``low_open``)."""
+    """An argparse type: a finite ``kind`` in [low, high) (or (low, high) if ``low_open``)."""
+    high = 2**63 if high is None and kind is int else high  # what a seed or an index holds
 
     def parse(text: str) -> Any:
         try:
@@ -63,20 +64,16 @@ def number(kind: type, low: float, high: float | None = None, *,
         except ValueError:
             what = "a whole number" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        too_low = value <= low if low_open else value < low
-        if too_low or (high is not None and value >= high) or value != value:
+        if not -float("inf") < value < float("inf"):  # inf or NaN
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if (value <= low if low_open else value < low) or (high is not None and value >= high):
             bound = f"> {low}" if low_open else f">= {low}"
-            high_text = f" and < {high}" if high is not None else ""
-            raise argparse.ArgumentTypeError(f"{value} must be {bound}{high_text}")
+            raise argparse.ArgumentTypeError(
+                f"{value} must be {bound}" + (f" and < {high}" if high is not None else ""))
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
-
-
-def _count_or_fraction(text: str) -> float:
-    """``--validation``: a number of examples (5000) or a fraction of the training set (0.1)."""
-    return number(float, 0.0, 1.0)(text) if "." in text else number(int, 0)(text)
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -89,11 +86,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 def _run_data(args: argparse.Namespace) -> int:
     for name in sorted(DATASETS) if args.dataset == "all" else [args.dataset]:
-        try:
-            ensure_dataset(name, args.root, download=not args.no_download)
-        except DatasetNotFoundError as error:
-            print(f"error: {error}", file=sys.stderr)  # several lines: what is missing, the fix
-            return 1
+        ensure_dataset(name, args.root, download=not args.no_download)  # main reports a failure
         print(f"{name}: ready in {raw_folder(name, args.root)}")
     return 0
 
@@ -110,24 +103,19 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    try:
-        checkpoint = load_checkpoint(args.checkpoint)
-        model = model_from_checkpoint(checkpoint)
-    except (OSError, ValueError) as error:  # CheckpointError is a ValueError
-        return fail(error)
-    classes = len(checkpoint["class_names"])
-    if args.top_k > classes:
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    if args.top_k > (classes := len(checkpoint["class_names"])):
         args.parser.error(f"--top-k {args.top_k}: the model has {classes} classes")
-    invert = False if args.no_invert else None
-    predictions = predict_files(checkpoint, args.images, top_k=args.top_k, invert=invert,
-                                model=model)
-    for prediction in predictions:
-        if prediction.error is not None:
-            print(f"error: {prediction.error}", file=sys.stderr)
+    predictions = predict_files(checkpoint, args.images, top_k=args.top_k, model=model,
+                                invert=False if args.no_invert else None)
+    for p in predictions:  # a file with NaN probabilities has an error: --json stays JSON
+        if p.error is not None:
+            print(f"error: {p.error}", file=sys.stderr)
         elif not args.json:
-            print(prediction)
+            print(p)
     if args.json:
-        print(json.dumps([p.to_json() for p in predictions], indent=2))
+        print(json.dumps([p.to_json() for p in predictions], indent=2, allow_nan=False))
     return 1 if any(p.error is not None for p in predictions) else 0
 
 
@@ -142,15 +130,15 @@ CONFIG_FLAGS: dict[str, tuple[Any, str]] = {
     "weight_decay": (number(float, 0.0), "L2 penalty"),
     "schedule": (("none", *SCHEDULES), "learning-rate schedule"),
     "label_smoothing": (number(float, 0.0, 1.0), "for cross-entropy"),
-    "seed": (int, "random seed: weights, shuffles, subsets"),
+    "seed": (number(int, 0), "random seed: weights, shuffles, subsets"),
 }
 
 
 def _recipe_default(name: str) -> str:
     """``modern: 12; lenet5-1998: 6``: the defaults ``--help`` shows, read from the recipes."""
-    values = {recipe: getattr(RECIPES[recipe], name) for recipe in ("modern", "lenet5-1998")}
-    shown = {recipe: "none" if v is None else v for recipe, v in values.items()}
-    if len(set(map(str, shown.values()))) == 1:
+    shown = {recipe: str(getattr(RECIPES[recipe], name)).replace("None", "none")
+             for recipe in ("modern", "lenet5-1998")}
+    if len(set(shown.values())) == 1:
         return f"default: {shown['modern']}"
     return "default: " + "; ".join(f"{recipe}: {value}" for recipe, value in shown.items())
 
@@ -159,7 +147,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of both ``train`` and ``evaluate``: where, with how many threads, on what."""
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where to run (default: auto = cuda if available, else cpu)")
-    parser.add_argument("--threads", type=number(int, 1), metavar="N",
+    parser.add_argument("--threads", type=number(int, 1, 1025), metavar="N",
                         help="CPU threads (default: 1 on machines with <= 2 cores, else torch's)")
     parser.add_argument("--root", help="data root (default: $LENET_COURSE_DATA, else data/)")
     parser.add_argument("--test-subset", type=number(int, 1), metavar="N",
@@ -177,21 +165,21 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
                              "lenet5-1998 for --model lenet5-1998)")
     for name, (kind, help_text) in CONFIG_FLAGS.items():
         flag, text = "--" + name.replace("_", "-"), f"{help_text} ({_recipe_default(name)})"
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
-        elif isinstance(kind, tuple):
-            parser.add_argument(flag, choices=kind, help=text)
-        else:
-            parser.add_argument(flag, type=kind, help=text)
-    parser.add_argument("--validation", type=_count_or_fraction, default=0, metavar="N|F",
+        how = ({"action": argparse.BooleanOptionalAction} if kind is bool else
+               {"choices": kind} if isinstance(kind, tuple) else {"type": kind})
+        parser.add_argument(flag, help=text, **how)
+    parser.add_argument("--validation", default=0, metavar="N|F",  # 5000, or a fraction: 0.1
+                        type=lambda t: (number(float, 0.0, 1.0) if "." in t else number(int, 0))(t),
                         help="hold out N training images, or a fraction F (default: 0)")
     parser.add_argument("--train-subset", type=number(int, 1), metavar="N",
                         help="train on N images drawn with --seed (for quick runs)")
     _add_run_arguments(parser)
     parser.add_argument("--out", default="runs/train", metavar="DIR",
                         help="folder for metrics.json, history.csv, checkpoint.pt")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run whose checkpoint is in --out")
+    run = parser.add_mutually_exclusive_group()  # what to do with a run already in --out
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run in --out (its files go before the first epoch)")
     for flag, help_text in (("--bf16", "bfloat16 autocast"), ("--compile", "torch.compile"),
                             ("--cuda-graphs", "CUDA graphs (CUDA only)")):
         parser.add_argument(flag, action="store_true", help=help_text)
@@ -210,51 +198,87 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"--momentum/--nesterov apply to sgd, not --optimizer "
                              f"{changes['optimizer']}")
         changes.update(momentum=0.0, nesterov=False)  # the recipe's SGD momentum goes too
-    runtime = {"device": args.device, "threads": args.threads, "bf16": args.bf16,
-               "compile": args.compile, "cuda_graphs": args.cuda_graphs,
-               "progress": not args.no_progress, "tensorboard": args.tensorboard}
-    return RECIPES[recipe].replace(**changes, **runtime)
+    runtime = {k: vars(args)[k] for k in ("device", "threads", "bf16", "compile", "cuda_graphs",
+                                          "tensorboard")}
+    return RECIPES[recipe].replace(**changes, **runtime, progress=not args.no_progress)
 
 
 def _load_sets(args: argparse.Namespace, seed: int) -> tuple[Any, Any, Any]:
-    """(train, validation or None, test) as the flags ask."""
-    train = load_dataset(args.dataset, "train", root=args.root)
-    test = load_dataset(args.dataset, "test", root=args.root)
-    validation = None
-    if args.validation:
-        train, validation = split_train_validation(train, args.validation, seed=seed)
+    train, test = (load_dataset(args.dataset, split, root=args.root) for split in ("train", "test"))
+    train, validation = (split_train_validation(train, args.validation, seed=seed)
+                         if args.validation else (train, None))
     return (random_subset(train, args.train_subset, seed), validation,
             random_subset(test, args.test_subset, seed))
 
 
+def _check_out(args: argparse.Namespace) -> Path:
+    """Refuse at once an --out we cannot write, or one holding a run that the flags do not name."""
+    out = Path(args.out)
+    there = next(p for p in (out, *out.parents) if p.exists())  # out, or its nearest parent
+    if not (there.is_dir() and os.access(there, os.W_OK | os.X_OK)):
+        why = "cannot be written" if there.is_dir() else "is not a folder"
+        args.parser.error(f"--out {out}: {there} {why}; pass a folder you may write to")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not (args.resume or args.overwrite):
+        args.parser.error(f"--out {out} already holds a run ({', '.join(held)}); pass --resume "
+                          "to continue it, --overwrite to replace it, or another --out")
+    if args.resume and RUN_FILES[0] not in held:
+        args.parser.error(f"--resume: no checkpoint at {out / RUN_FILES[0]} to continue")
+    return out
+
+
+def _lock(out: Path) -> Path:
+    """Take ``out/.lock`` (our pid): a second writer fails at once; a dead one's is taken over."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".lock"
+    try:
+        os.kill(int(lock.read_text()), 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        lock.unlink()  # a stale lock: its process has gone
+    except (OSError, ValueError, OverflowError):
+        pass  # no lock, or one we cannot judge: os.open decides
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # only one can
+    except FileExistsError:
+        raise FileExistsError(f"--out {out} is in use by another run (pid in {lock}); wait, or "
+                              "pass another --out (delete the lock if no run uses it)") from None
+    lock.write_text(str(os.getpid()))
+    return lock
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    checkpoint = Path(args.out) / "checkpoint.pt"
-    options = {k: getattr(args, k) for k in ("activation", "pooling") if getattr(args, k)}
-    if args.resume and not checkpoint.is_file():
-        args.parser.error(f"--resume: no checkpoint at {checkpoint} to continue")
-    try:  # every setting is checked before any data is read
-        config = config_from_args(args)
-        seed_everything(config.seed)  # the same initial weights as fit's callers get
-        model = build_model(args.model, **options)
-        check_settings(model, config)
-    except ValueError as error:
-        args.parser.error(str(error))
+    out = _check_out(args)  # every argument is checked before any work
+    checkpoint = out / RUN_FILES[0]
+    if args.tensorboard and find_spec("tensorboard") is None:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    config = config_from_args(args)
+    seed_everything(config.seed)  # the same initial weights as fit's callers get
+    model = build_model(args.model, **{k: v for k in ("activation", "pooling")
+                                       if (v := getattr(args, k))})
+    check_settings(model, config)
+    if args.resume:  # a damaged checkpoint is refused before the data are read
+        load_checkpoint(checkpoint)
+    lock = _lock(out)
     try:
         train, validation, test = _load_sets(args, config.seed)
+        for name in RUN_FILES if args.overwrite else ():  # before any epoch: never two runs
+            (out / name).unlink(missing_ok=True)
         history = fit(model, train, config, test=test, validation=validation,
                       checkpoint=checkpoint, resume=args.resume)
-    except (DatasetNotFoundError, TrainingDivergedError) as error:
-        return fail(error)
-    except ValueError as error:  # settings that do not fit the checkpoint, e.g. another --lr
-        args.parser.error(str(error))
-    metrics = save_run_files(args.out, model, history, dataset=args.dataset,
-                             test_size=len(test.labels))
-    print(
-        f"{args.dataset} {args.model}: test accuracy {metrics['test_accuracy']:.4f} after "
-        f"{metrics['epochs']} epochs, {metrics['examples_per_second']:,.0f} examples/s on "
-        f"{metrics['device']} ({metrics['seconds']:.1f} s); wrote {args.out}/metrics.json, "
-        "history.csv, checkpoint.pt"
-    )
+        metrics = save_run_files(out, model, history, dataset=args.dataset,
+                                 test_size=len(test.labels))
+    except KeyboardInterrupt:  # say what was saved and how to go on; 130 = 128 + SIGINT
+        saved = load_checkpoint(checkpoint)["epoch"] if checkpoint.is_file() else 0
+        then = (f"the checkpoint in {out} holds epoch {saved}; continue with --resume" if saved
+                else "no epoch had finished, so nothing was saved; train again")
+        print(f"interrupted in epoch {saved + 1}; {then}", file=sys.stderr)
+        return 130
+    finally:
+        lock.unlink(missing_ok=True)  # also when the run fails
+    print(f"{args.dataset} {args.model}: test accuracy {metrics['test_accuracy']:.4f} after "
+          f"{metrics['epochs']} epochs, {metrics['examples_per_second']:,.0f} examples/s on "
+          f"{metrics['device']} ({metrics['seconds']:.1f} s); wrote {args.out}/metrics.json, "
+          "history.csv, checkpoint.pt")
     return 0
 
 
@@ -264,28 +288,22 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS),
                         help="test set to use (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=number(int, 1), default=1000, help="default: 1000")
-    parser.add_argument("--seed", type=int, default=0, help="draws --test-subset (default: 0)")
+    parser.add_argument("--seed", type=number(int, 0), default=0,
+                        help="draws --test-subset (default: 0)")
     _add_run_arguments(parser)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:  # no CUDA here
-        args.parser.error(str(error))
-    try:
-        checkpoint = load_checkpoint(args.checkpoint)
-        model = model_from_checkpoint(checkpoint)
-    except ValueError as error:  # CheckpointError
-        return fail(error)
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
     dataset = args.dataset or checkpoint["dataset"]
     if dataset is None:
         args.parser.error("the checkpoint names no data set; pass --dataset")
-    try:
-        test = random_subset(load_dataset(dataset, "test", root=args.root), args.test_subset,
-                             args.seed)
-    except (DatasetNotFoundError, ValueError) as error:
-        return fail(error)
+    if checkpoint["dataset"] not in (None, dataset):
+        args.parser.error(f"--dataset {dataset}: the checkpoint was trained on "
+                          f"{checkpoint['dataset']}; evaluate it on that (leave out --dataset)")
+    test = random_subset(load_dataset(dataset, "test", root=args.root), args.test_subset, args.seed)
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
         accuracy = evaluate(model.to(device), test, checkpoint["normalization"],
                             batch_size=args.batch_size, device=device)
@@ -299,11 +317,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def reproduction_command(epochs: int, seed: int = 0, train_subset: int | None = None,
                          out: str = "runs/lenet5-1998") -> list[str]:
     """The command line of notebook 07's reproduction: the "lenet5-1998" recipe on MNIST."""
-    command = ["python", "-m", "lenet_course", "train", "--model", "lenet5-1998", "--dataset",
-               "mnist", "--recipe", "lenet5-1998", "--epochs", str(epochs), "--seed", str(seed)]
-    if train_subset is not None:
-        command += ["--train-subset", str(train_subset)]
-    return [*command, "--out", out]
+    subset = [] if train_subset is None else ["--train-subset", str(train_subset)]
+    return ["python", "-m", "lenet_course", "train", "--model", "lenet5-1998", "--dataset", "mnist",
+            "--recipe", "lenet5-1998", "--epochs", str(epochs), "--seed", str(seed), *subset,
+            "--out", out]
 
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add arguments, run)
@@ -315,10 +332,9 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add argu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="python -m lenet_course",
-        description="The LeNet course's command line: data, training, evaluation and prediction.",
-    )
+    """The parser of ``python -m lenet_course`` and its subcommands."""
+    parser = OneLineParser(prog="python -m lenet_course", description="The LeNet course's "
+                           "command line: data, training, evaluation and prediction.")
     parser.add_argument("--version", action="version", version=f"lenet_course {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
@@ -335,4 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return COMMANDS[args.command][2](args)
+    try:
+        return COMMANDS[args.command][2](args)
+    except (CheckpointError, DatasetFormatError, TrainingDivergedError, ImportError,
+            OSError) as error:  # found while running (missing data is an OSError)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except ValueError as error:  # a setting that does not fit the checkpoint or the machine
+        args.parser.error(str(error))

@@ -1,7 +1,4 @@
-"""One training configuration: every setting of a run in :class:`TrainConfig`, and the course's
-named :data:`RECIPES`.  :func:`lenet_course.train.fit`, the command line, the notebooks and the
-checkpoints all read it; the command line's ``--help`` shows its defaults.
-"""
+"""Every setting of a training run (:class:`TrainConfig`) and the course's named :data:`RECIPES`."""
 
 from __future__ import annotations
 
@@ -43,16 +40,17 @@ class TrainConfig:
     progress: bool = True  # a tqdm bar
     tensorboard: str | None = None  # a log folder for TensorBoard (needs the tensorboard package)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # NaN and inf fail every range test below
         checks = [
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "a whole number >= 1"),
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1,
              "a whole number >= 1"),
-            ("lr", isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
-             "a finite learning rate > 0"),
+            ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr <= 1e15, "0 < lr <= 1e15"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("momentum", 0.0 <= self.momentum < 1.0, "0 <= momentum < 1"),
+            ("weight_decay", 0.0 <= self.weight_decay <= 1e15, "0 <= weight_decay <= 1e15"),
             ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "0 <= label_smoothing < 1"),
+            ("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**63, "0 <= seed < 2**63"),
             ("schedule", self.schedule in (None, *SCHEDULES) or callable(self.schedule),
              f"None, one of {SCHEDULES}, or a function epoch -> lr"),
         ]
@@ -73,31 +71,30 @@ class TrainConfig:
 #: 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one example at a time.
 RECIPES: dict[str, TrainConfig] = {
     "classic": TrainConfig(epochs=10, batch_size=256, lr=0.9),
-    "modern": TrainConfig(
-        epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        schedule="onecycle", label_smoothing=0.1,
-    ),
+    "modern": TrainConfig(epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1),
     "lenet5-1998": TrainConfig(epochs=6, batch_size=64, lr=3e-3, optimizer="adam",
                                schedule="cosine"),
     "sdlm-1998": TrainConfig(epochs=20, batch_size=1, lr=5e-4, optimizer="sdlm", schedule="paper"),
 }
-#: Settings that decide what a run computes: a resumed run must keep them (and its epochs, when a
-#: schedule depends on them).
+#: What decides what a run computes (data set, model, training data's size and checksum included):
+#: a resumed run keeps it, and its epochs when a schedule uses them (RESUME_FLAGS: unlike flags).
 RESUME_KEYS = (
     "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule",
-    "label_smoothing", "seed", "channels_last", "bf16",
+    "label_smoothing", "seed", "channels_last", "bf16", "dataset", "model", "train_size",
+    "validation_size", "train_data",
 )
+RESUME_FLAGS = {"model": "--model/--activation/--pooling", "train_size": "--train-subset",
+                "validation_size": "--validation", "channels_last": "--device",
+                "train_data": "--dataset/--train-subset/--validation/--seed"}
 
 
 def learning_rate_at(schedule: Schedule, lr: float, step: int, steps_per_epoch: int,
                      total_steps: int) -> float:
-    """The learning rate of (0-based) optimisation ``step`` out of ``total_steps``.
-
-    None: constant ``lr``.  "cosine": ``lr`` annealed to 0 along half a cosine.  "onecycle": the
-    defaults of ``torch.optim.lr_scheduler.OneCycleLR`` (30% warm-up from lr/25 to lr, then down
-    to lr/25/1e4; momentum not cycled).  "paper": LeCun et al.'s schedule by pass, whatever
-    ``lr``.  A function gets the 0-based epoch and returns its learning rate.
-    """
+    """The learning rate of (0-based) optimisation ``step`` out of ``total_steps``.  None: constant
+    ``lr``.  "cosine": ``lr`` annealed to 0 along half a cosine.  "onecycle": OneCycleLR's defaults
+    (30% warm-up from lr/25 to lr, then down to lr/25/1e4; momentum not cycled).  "paper": LeCun
+    et al.'s schedule by pass, whatever ``lr``.  A function maps the 0-based epoch to its rate."""
     epoch = step // steps_per_epoch
     if schedule is None:
         return lr

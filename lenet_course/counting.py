@@ -16,6 +16,22 @@ from lenet_course.arithmetic import IntOrPair, conv2d_output_size, pool2d_output
 from lenet_course.models import eval_mode
 from lenet_course.paper import C3_TABLE
 
+_POSITIVE = ("in_channels", "out_channels", "kernel_size", "output_size", "groups")  # others >= 0
+
+
+def _checked(bias: Any = True, **values: Any) -> None:
+    """Refuse what PyTorch refuses, and a bias that is no bool (PyTorch takes "no" for True)."""
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias={bias!r} is not a bool; use bias=True or bias=False")
+    for name, value in values.items():
+        size = name.endswith("size")  # kernel and output sizes may be pairs (height, width)
+        both = tuple(value) if size and isinstance(value, (tuple, list)) else (value, value)
+        if len(both) != 2 or any(isinstance(v, bool) or not hasattr(v, "__index__") for v in both):
+            raise TypeError(f"{name}={value!r} is not an int" + (" or a pair" if size else ""))
+        low = 1 if name in _POSITIVE else 0
+        if min(both) < low:
+            raise ValueError(f"{name}={value!r} is too small; use {name} >= {low}")
+
 
 def _area(value: IntOrPair) -> int:
     return value[0] * value[1] if isinstance(value, (tuple, list)) else value * value
@@ -24,42 +40,51 @@ def _area(value: IntOrPair) -> int:
 def conv2d_parameters(in_channels: int, out_channels: int, kernel_size: IntOrPair,
                       groups: int = 1, bias: bool = True) -> int:
     """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
-    if groups < 1 or in_channels % groups or out_channels % groups:
-        raise ValueError(f"groups={groups} must be >= 1 and divide both in_channels={in_channels} "
+    _checked(bias, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+             groups=groups)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide both in_channels={in_channels} "
                          f"and out_channels={out_channels}")
     return out_channels * ((in_channels // groups) * _area(kernel_size) + (1 if bias else 0))
 
 
 def linear_parameters(in_features: int, out_features: int, bias: bool = True) -> int:
     """Weights and biases of ``nn.Linear``: ``in * out (+ out)``."""
+    _checked(bias, in_features=in_features, out_features=out_features)
     return in_features * out_features + (out_features if bias else 0)
 
 
 def subsampling_parameters(maps: int) -> int:
     """The 1998 paper's subsampling (S2, S4): one coefficient and one bias per map."""
+    _checked(maps=maps)
     return 2 * maps
 
 
 def sparse_conv2d_parameters(table: Sequence[Sequence[int]], kernel_size: IntOrPair,
                              bias: bool = True) -> int:
     """Parameters of a convolution whose map ``j`` reads only the maps ``table[j]`` (C3: 1,516)."""
+    _checked(bias, kernel_size=kernel_size)
     return sum(len(inputs) * _area(kernel_size) + (1 if bias else 0) for inputs in table)
 
 
 def conv2d_multiply_adds(in_channels: int, out_channels: int, kernel_size: IntOrPair,
                          output_size: IntOrPair, groups: int = 1) -> int:
     """Multiply-adds of ``nn.Conv2d`` on one image, one ``(in / groups) * kh * kw`` per output."""
+    conv2d_parameters(in_channels, out_channels, kernel_size, groups)  # for its checks
+    _checked(output_size=output_size)
     return out_channels * _area(output_size) * (in_channels // groups) * _area(kernel_size)
 
 
 def linear_multiply_adds(in_features: int, out_features: int) -> int:
     """Multiply-adds of ``nn.Linear`` on one example: ``in * out``."""
+    _checked(in_features=in_features, out_features=out_features)
     return in_features * out_features
 
 
 def connections(units: int, inputs_per_unit: int, bias: bool = True) -> int:
     """The 1998 paper's connections: one per input each unit reads, plus its bias. Weight sharing
     sets them apart from parameters: C1 has 156 parameters but 6*28*28*(25 + 1) connections."""
+    _checked(bias, units=units, inputs_per_unit=inputs_per_unit)
     return units * (inputs_per_unit + (1 if bias else 0))
 
 

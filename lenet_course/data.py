@@ -4,6 +4,7 @@ read_idx -> load_dataset (an ImageSet) -> prepare_images (the input a model's In
 from __future__ import annotations
 
 import gzip
+import hashlib
 import numbers
 import os
 import zlib
@@ -19,6 +20,11 @@ SPLITS = {"train": "train", "test": "t10k"}  # split name -> the prefix of its f
 #: The four IDX files of each data set (train-images-idx3-ubyte, ...), without the download's .gz.
 _STEMS = ("images-idx3-ubyte", "labels-idx1-ubyte")
 RAW_FILES = tuple(f"{prefix}-{stem}" for prefix in SPLITS.values() for stem in _STEMS)
+#: The MD5s of the four .gz files in RAW_FILES order, as torchvision's MNIST classes publish them.
+_GZ_MD5 = {"fashion-mnist": "8d4fb7e6c68d591d4c3dfef9ec88bf0d 25c81989df183df01b3e8a0aad5dffbe "
+                            "bef4ecab320f06d8554ea6380940ec79 bb300cfdad3c16e7a12a480ee83cd310",
+           "mnist": "f68b3c2dcbeaaa9fbdd348bbdeb94873 d53e105ee54ea40749a09fcbcd1e9432 "
+                    "9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c"}
 ENV_VAR = "LENET_COURSE_DATA"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Class names in label order (Zalando's Fashion-MNIST README; MNIST's are the digits).
@@ -62,7 +68,13 @@ def raw_folder(name: str, root: PathLike | None = None) -> Path:
 def idx_path(name: str, stem: str, root: PathLike | None = None) -> Path | None:
     """The IDX file ``stem`` of ``name``: the uncompressed file, else the ``.gz``, else None."""
     folder = raw_folder(name, root)
-    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+    try:
+        path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()), None)
+    except PermissionError:
+        raise DatasetNotFoundError(f"{folder}: permission denied; make it readable") from None
+    if path is not None and not path.is_file():  # never opened: a FIFO would block forever
+        raise _format_error(path, "is not a regular file (a folder, FIFO or device)")
+    return path
 
 
 def missing_files(name: str, root: PathLike | None = None) -> list[str]:
@@ -74,28 +86,38 @@ def _not_found(name: str, root: Path, reason: str) -> DatasetNotFoundError:
     missing = missing_files(name, root)
     return DatasetNotFoundError(
         f"{name}: {len(missing)} of {len(RAW_FILES)} files missing in {raw_folder(name, root)}: "
-        f"{', '.join(missing)} (looked for each with and without .gz). {reason}\n"
-        f"To fix: connect to the internet and run `python -m lenet_course data --dataset {name}` "
-        f"(torchvision downloads them), or set {ENV_VAR} to a folder that holds "
-        f"{DATASETS[name]}/raw/ in torchvision's layout (for example {ENV_VAR}=../shared/data).")
+        f"{', '.join(missing)} (looked for each with and without .gz). {' '.join(reason.split())} "
+        f"To fix: run `python -m lenet_course data --dataset {name}` online (torchvision downloads "
+        f"them), or set {ENV_VAR} to a folder holding {DATASETS[name]}/raw/, e.g. ../shared/data.")
 
 
-def ensure_dataset(name: str, root: PathLike | None = None, download: bool = True) -> Path:
-    """The data root, once the IDX files of ``name`` are there (downloaded if ``download``)."""
+def ensure_dataset(name: str, root: PathLike | None = None, download: bool = True,
+                   verify: bool = True) -> Path:
+    """The data root, once the IDX files of ``name`` are there (downloaded if ``download``) and,
+    if ``verify``, each .gz that load_dataset will read has torchvision's MD5."""
     name, root_path = canonical_name(name), data_root(root)
-    if not missing_files(name, root_path):
-        return root_path
-    if not download:
+    if missing_files(name, root_path) and not download:
         raise _not_found(name, root_path, "Download is off.")
-    import torchvision  # here: it is slow to import and only needed online
-    try:
-        for train in (True, False):
-            getattr(torchvision.datasets, DATASETS[name])(str(root_path), train, download=True)
-    except Exception as error:  # network errors come in many types; all mean the same here
-        reason = f"Downloading them failed: {type(error).__name__}: {error}".strip()
-        raise _not_found(name, root_path, reason) from error
     if missing_files(name, root_path):
-        raise _not_found(name, root_path, "The download did not produce them.")
+        import torchvision  # here: it is slow to import and only needed online
+        raw = raw_folder(name, root_path)
+        made = [p for p in (raw, *raw.parents) if not p.exists()]  # removed if the download fails
+        try:
+            for train in (True, False):
+                getattr(torchvision.datasets, DATASETS[name])(str(root_path), train, download=True)
+        except Exception as error:  # network errors come in many types; all mean the same here
+            for folder in made:  # deepest first; one that holds anything stays
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            reason = f"Downloading them failed: {type(error).__name__}: {error}"
+            raise _not_found(name, root_path, reason) from error
+        if missing_files(name, root_path):
+            raise _not_found(name, root_path, "The download did not produce them.")
+    for stem, md5 in zip(RAW_FILES, _GZ_MD5[name].split(), strict=True):
+        path = idx_path(name, stem, root_path)
+        found = hashlib.md5(_read(path)).hexdigest() if verify and path.suffix == ".gz" else md5
+        if found != md5:
+            raise _format_error(path, f"its MD5 is {found}, but torchvision publishes {md5}")
     return root_path
 
 
@@ -105,12 +127,20 @@ def _format_error(path: Path | str | None, problem: str, it: str = "it") -> Data
         f"again, or point {ENV_VAR} at an intact copy.")
 
 
+def _read(path: Path) -> bytes:
+    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a FIFO would block
+        raise _format_error(path, "is not a regular file (a folder, FIFO or device)")
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DatasetFormatError(f"{path}: permission denied; make it readable") from None
+
+
 def read_idx(path: PathLike) -> np.ndarray:
     """One IDX file (the format of LeCun's MNIST page, plain or ``.gz``) as an array."""
     path = Path(path)
     try:  # a writable copy, so that the arrays made from it are writable too
-        with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as file:
-            data = bytearray(file.read())
+        data = bytearray(gzip.decompress(_read(path)) if path.suffix == ".gz" else _read(path))
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # EOF: the stream stops early
         why = "truncated" if isinstance(error, EOFError) else "corrupt"
         raise _format_error(path, f"{why} gzip file ({error})") from error
@@ -167,7 +197,7 @@ def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; use 'train' or 'test' (and root=... for the data root)")
     name = canonical_name(name)
-    root_path = ensure_dataset(name, root, download=download)
+    root_path = ensure_dataset(name, root, download=download, verify=False)  # checked below
     image_path, label_path = (idx_path(name, f"{SPLITS[split]}-{s}", root_path) for s in _STEMS)
     images, labels = read_idx(image_path), read_idx(label_path)  # type: ignore[arg-type]
     want = [(image_path, images, (28, 28), "N x 28 x 28 images"), (label_path, labels, (), "N")]

@@ -1,5 +1,4 @@
-"""LeNet-5 as published by LeCun, Bottou, Bengio and Haffner (1998), piece by piece (Section II,
-Appendix A), and :class:`LeNetVariant`, which swaps pieces for modern ones (notebook 07)."""
+"""LeNet-5 as published by LeCun et al. (1998), piece by piece, and :class:`LeNetVariant`."""
 
 from __future__ import annotations
 
@@ -14,9 +13,7 @@ from torch import nn
 from lenet_course.data import InputSpec, check_input
 from lenet_course.paper import C3_TABLE
 
-#: The squashing function f(a) = A tanh(S a), A = 1.7159, S = 2/3 (Appendix A).
-SQUASH_A = 1.7159
-SQUASH_S = 2.0 / 3.0
+SQUASH_A, SQUASH_S = 1.7159, 2.0 / 3.0  #: f(a) = A tanh(S a), the squashing of Appendix A
 
 
 def squash(a: torch.Tensor) -> torch.Tensor:
@@ -29,8 +26,7 @@ def squash_slope(a: torch.Tensor) -> torch.Tensor:
     return SQUASH_A * SQUASH_S * (1 - torch.tanh(SQUASH_S * a) ** 2)
 
 
-#: Bounds b of U(-b, b) for a unit of fan-in F_i (bias not counted): Appendix A as printed, and
-#: the deviation 1/sqrt(F_i) of "Efficient BackProp" (LeCun, Bottou, Orr and Mueller, 1998).
+#: b of U(-b, b) for fan-in F_i (bias not counted): Appendix A, and "Efficient BackProp"'s std
 INIT_BOUNDS: dict[str, Callable[[int], float]] = {
     "paper": lambda fan_in: 2.4 / fan_in,
     "efficient-backprop": lambda fan_in: math.sqrt(3.0 / fan_in),
@@ -46,8 +42,7 @@ def _uniform_(tensors: Iterable[torch.Tensor], fan_in: int,
 
 
 class Subsampling(nn.Module):
-    """S2/S4: each map sums its 2x2 inputs (as Section II-B says; II-A averages them, a factor of 4
-    the coefficient absorbs), times a trainable coefficient, plus a trainable bias."""
+    """S2/S4: each 2x2 sum (II-A's average up to a factor 4) times a coefficient plus a bias."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -61,22 +56,21 @@ class Subsampling(nn.Module):
 
 
 class PartialConv2d(nn.Module):
-    """C3: output map j convolves only the input maps ``table[j]`` (Table I: 60 5x5 kernels, 1,516
-    parameters).  The kernels are scattered into a dense one with zeros elsewhere: one ``conv2d``,
-    and the gradient reaches only the real weights."""
+    """C3: output map j convolves only the input maps ``table[j]`` (Table I: 60 5x5 kernels).  The
+    kernels are scattered into a dense one, zeros elsewhere: gradients reach only real weights."""
 
     def __init__(self, table: Sequence[Sequence[int]], in_channels: int,
                  kernel_size: int = 5) -> None:
         super().__init__()
         self.table = tuple(tuple(row) for row in table)
         self.in_channels, self.out_channels = in_channels, len(self.table)
-        self.kernel_size = k = kernel_size
+        self.kernel_size = kernel_size
         for j, row in enumerate(self.table):
             if not row or len(set(row)) != len(row) or not set(row) <= set(range(in_channels)):
                 raise ValueError(f"table row {j}={row!r}; use distinct maps 0..{in_channels - 1}")
         index = [j * in_channels + i for j, row in enumerate(self.table) for i in row]
         self.register_buffer("connection_index", torch.tensor(index), persistent=False)
-        self.weight = nn.Parameter(torch.empty(len(index), k, k))
+        self.weight = nn.Parameter(torch.empty(len(index), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(self.out_channels))
         for j, kernels, fan_in in self.maps():
             _uniform_((self.weight[kernels], self.bias[j : j + 1]), fan_in)
@@ -91,9 +85,8 @@ class PartialConv2d(nn.Module):
     def dense_weight(self) -> torch.Tensor:
         """The out x in x k x k kernel, with zeros where the table has no connection."""
         k = self.kernel_size
-        dense = self.weight.new_zeros(self.out_channels * self.in_channels, k, k)
-        dense = dense.index_copy(0, self.connection_index, self.weight)
-        return dense.view(self.out_channels, self.in_channels, k, k)
+        dense = self.weight.new_zeros(self.out_channels, self.in_channels, k, k)
+        return dense.flatten(0, 1).index_copy(0, self.connection_index, self.weight).view_as(dense)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.dense_weight(), self.bias)
@@ -146,8 +139,7 @@ class EuclideanRBF(nn.Module):
         return f"in_features={self.prototypes.shape[1]}, out_features={self.prototypes.shape[0]}"
 
 
-#: The constant j of the MAP loss; the paper does not give its value.
-MAP_J = 10.0
+MAP_J = 10.0  #: the constant j of the MAP loss; the paper does not give its value
 
 
 def map_loss(outputs: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> torch.Tensor:
@@ -159,9 +151,8 @@ def map_loss(outputs: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> 
 
 
 class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
-    """LeNet-5 as published (Section II), weights drawn as Appendix A prints: 32x32 input, C1 6@5x5,
-    S2, C3 (Table I), S4, C5 120@5x5, F6 84 units, each squashed, then 10 Euclidean RBF outputs
-    (60,000 parameters).  Not the paper's: the digit prototypes (its were stylised ASCII) and j."""
+    """LeNet-5 as published (Section II), weights drawn as Appendix A prints (60,000 parameters).
+    Not the paper's: the digit prototypes (its were stylised ASCII) and j."""
 
     def __init__(self, j: float = MAP_J) -> None:
         super().__init__()
@@ -185,8 +176,7 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
         check_input(x, self.input_spec, type(self).__name__)
         x = squash(self.s2(squash(self.c1(x))))
         x = squash(self.s4(squash(self.c3(x))))
-        x = squash(self.c5(x))
-        return squash(self.f6(torch.flatten(x, 1)))
+        return squash(self.f6(squash(self.c5(x)).flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The penalties y_i, one per class: squared distances of F6's state to the prototypes."""
@@ -215,15 +205,13 @@ def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
 @torch.no_grad()
 def reinitialise_(model: LeNet5_1998, rule: str = "paper",
                   generator: torch.Generator | None = None) -> LeNet5_1998:
-    """Redraw every parameter of ``model`` uniformly in +/-``INIT_BOUNDS[rule](F_i)``; return it.
-    "efficient-backprop" bounds are 0.72 sqrt(F_i) times the paper's (3.6x for C1, 14x for C5)."""
+    """Redraw every parameter of ``model`` uniformly in +/-``INIT_BOUNDS[rule](F_i)``; return it."""
     if rule not in INIT_BOUNDS:
         raise ValueError(f"rule={rule!r} is unknown; use one of {tuple(INIT_BOUNDS)}")
-    parameters = dict(model.named_parameters())
     for name, pieces in fan_ins(model).items():
         for part, fan_in in pieces:
             bound = INIT_BOUNDS[rule](fan_in)
-            parameters[name][part].uniform_(-bound, bound, generator=generator)
+            model.get_parameter(name)[part].uniform_(-bound, bound, generator=generator)
     return model
 
 
@@ -232,9 +220,8 @@ VARIANT_CHOICES = {"output": ("rbf", "linear"), "activation": ("squash", "relu")
 
 
 class LeNetVariant(nn.Module):
-    """LeNet-5 (1998) with design choices swapped (VARIANT_CHOICES, the paper's first): the defaults
-    compute what LeNet5_1998 does.  "rbf" outputs take the MAP loss (F6 squashes whatever the
-    activation), "linear" ones cross-entropy; "pytorch" init: +/-1/sqrt(F_i).  C3 keeps Table I."""
+    """LeNet-5 (1998) with design choices swapped (VARIANT_CHOICES, the paper's first: the defaults
+    compute LeNet5_1998).  F6 squashes RBF inputs whatever the activation; C3 keeps Table I."""
 
     def __init__(self, output: str = "rbf", activation: str = "squash",
                  pooling: str = "subsampling", init: str = "paper", j: float = MAP_J) -> None:

@@ -1,9 +1,9 @@
-"""LeNet written three equivalent ways (bitwise-equal outputs and gradients from the same weights),
-every course model by name, and the one function that runs a model over prepared images."""
+"""LeNet three equivalent ways (bitwise-equal from the same weights), and every model by name."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -48,8 +48,7 @@ def class_scores(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> t
 
 def _configure(model: nn.Module, name: str, activation: str, pooling: str, input_size: int,
                num_classes: int) -> int:
-    """Check the options; set ``model.config`` (what build_model rebuilds it from) and
-    ``model.input_spec``; return the first convolution's padding."""
+    """Check the options, set ``model.config`` and ``model.input_spec``; return conv1's padding."""
     for option, value, allowed in (("activation", activation, ACTIVATIONS),
                                    ("pooling", pooling, POOLINGS)):
         if value not in allowed:
@@ -63,20 +62,6 @@ def _configure(model: nn.Module, name: str, activation: str, pooling: str, input
                     "input_size": input_size, "num_classes": num_classes}
     model.input_spec = InputSpec(channels=1, size=input_size, normalization="standardize")
     return 2 if input_size == 28 else 0  # 28x28 images are padded to 32x32, as in 1998
-
-
-def _stages(model: nn.Module, name: str, activation: str, pooling: str, input_size: int,
-            num_classes: int) -> list[list[nn.Module]]:
-    """Configure LeNet5v2 or v3; return its layers stage by stage, made in LeNet5v1's order."""
-    padding = _configure(model, name, activation, pooling, input_size, num_classes)
-    act, pool = _MODULES[activation], _MODULES[pooling]
-    return [
-        [nn.Conv2d(1, 6, kernel_size=5, padding=padding), act(), pool(kernel_size=2, stride=2)],
-        [nn.Conv2d(6, 16, kernel_size=5), act(), pool(kernel_size=2, stride=2)],
-        [nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act()],
-        [nn.Linear(120, 84), act()],
-        [nn.Linear(84, num_classes)],
-    ]
 
 
 class LeNet5v1(nn.Module):
@@ -111,39 +96,48 @@ class LeNet5v1(nn.Module):
         check_input(x, self.input_spec, type(self).__name__)
         x = self.pool(self.act(self.conv1(x)), kernel_size=2, stride=2)  # 6x28x28 -> 6x14x14
         x = self.pool(self.act(self.conv2(x)), kernel_size=2, stride=2)  # 16x10x10 -> 16x5x5
-        x = torch.flatten(x, 1)  # 400
-        x = self.act(self.fc1(x))
-        x = self.act(self.fc2(x))
-        return self.fc3(x)
+        x = self.act(self.fc1(torch.flatten(x, 1)))  # 400 -> 120
+        return self.fc3(self.act(self.fc2(x)))
 
 
-class LeNet5v2(nn.Sequential):
+class _CheckedSequential(nn.Sequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_spec, type(self).__name__)
+        return super().forward(x)
+
+
+class LeNet5v2(_CheckedSequential):
     """LeNet as one flat ``nn.Sequential``: layers 0-11, numbered as in d2l's ``LeNet.net``."""
 
     def __init__(self, activation: str = "relu", pooling: str = "avg", input_size: int = 28,
                  num_classes: int = 10) -> None:
-        super().__init__()
-        stages = _stages(self, "v2", activation, pooling, input_size, num_classes)
-        self.extend(layer for stage in stages for layer in stage)
+        padding = _configure(self, "v2", activation, pooling, input_size, num_classes)
+        act, pool = _MODULES[activation], _MODULES[pooling]
+        super().__init__(
+            nn.Conv2d(1, 6, kernel_size=5, padding=padding), act(), pool(kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5), act(), pool(kernel_size=2, stride=2),
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(),
+            nn.Linear(120, 84), act(),
+            nn.Linear(84, num_classes),
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_spec, type(self).__name__)
-        return super().forward(x)
 
-
-class LeNet5v3(nn.Sequential):
+class LeNet5v3(_CheckedSequential):
     """LeNet as an ``nn.Sequential`` of named blocks, one per stage."""
 
     def __init__(self, activation: str = "relu", pooling: str = "avg", input_size: int = 28,
                  num_classes: int = 10) -> None:
-        super().__init__()
-        c1, c2, f1, f2, (out,) = _stages(self, "v3", activation, pooling, input_size, num_classes)
-        self.conv_block1, self.conv_block2 = nn.Sequential(*c1), nn.Sequential(*c2)
-        self.fc_block1, self.fc_block2, self.output = nn.Sequential(*f1), nn.Sequential(*f2), out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.input_spec, type(self).__name__)
-        return super().forward(x)
+        padding = _configure(self, "v3", activation, pooling, input_size, num_classes)
+        act, pool = _MODULES[activation], _MODULES[pooling]
+        super().__init__(OrderedDict(
+            conv_block1=nn.Sequential(nn.Conv2d(1, 6, kernel_size=5, padding=padding), act(),
+                                      pool(kernel_size=2, stride=2)),
+            conv_block2=nn.Sequential(nn.Conv2d(6, 16, kernel_size=5), act(),
+                                      pool(kernel_size=2, stride=2)),
+            fc_block1=nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act()),
+            fc_block2=nn.Sequential(nn.Linear(120, 84), act()),
+            output=nn.Linear(84, num_classes),
+        ))
 
 
 def _entries(module: nn.Module) -> list[list[tuple[str, torch.Tensor]]]:
@@ -164,9 +158,8 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def transfer_weights(src: nn.Module, dst: nn.Module) -> list[tuple[str, str]]:
-    """Copy every parameter and buffer of ``src`` into ``dst`` (which may name and nest its layers
-    differently), matched by order and checked by shape; on a mismatch ``dst`` is left untouched.
-    Returns the ``(src_name, dst_name)`` pairs copied."""
+    """Copy ``src``'s parameters and buffers into ``dst`` by order (names may differ), checked by
+    shape, leaving ``dst`` untouched on a mismatch; return the ``(src_name, dst_name)`` pairs."""
     s_name, d_name = type(src).__name__, type(dst).__name__
     pairs = []
     for kind, ours, theirs in zip(("parameters", "buffers"), _entries(src), _entries(dst),

@@ -1,5 +1,4 @@
-"""Values a notebook reports for its tests: :func:`record` shows them as text and stores them as
-JSON in the cell's output (MIME type :data:`RECORD_MIME`), where the papermill tests read them."""
+"""Values a notebook reports for its tests, stored by :func:`record` as :data:`RECORD_MIME` JSON."""
 
 from __future__ import annotations
 
@@ -21,9 +20,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def record(**values: Any) -> dict[str, Any]:
@@ -40,7 +37,5 @@ def recorded_values(notebook: Mapping[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if RECORD_MIME in data:
-                found.update(data[RECORD_MIME])
+            found.update(output.get("data", {}).get(RECORD_MIME, {}))
     return found

@@ -1,5 +1,4 @@
-"""Pictures: the explorer's windows as SVG, and as matplotlib figures (no pyplot state) LeNet-5's
-C3 table, image grids, filters, feature maps, confusion matrices and training curves."""
+"""Pictures: the explorer's windows as SVG, and matplotlib figures made without pyplot's state."""
 
 from __future__ import annotations
 
@@ -28,14 +27,11 @@ def figure_html(figure: Figure, alt: str) -> str:
 
 def _figure(width: float, height: float, *grid: int, title: str | None = None, pad: float = 1.08,
             **options: Any) -> tuple[Figure, Any]:
-    """A figure and its axes, without pyplot's global state, laid out tight whenever it is drawn."""
     fig = Figure(figsize=(width, height), dpi=100, layout=TightLayoutEngine(pad=pad))
     if title:
         fig.suptitle(title, fontsize=9)
     return fig, fig.subplots(*grid, **options)
 
-
-# --- the explorer's windows ---------------------------------------------------------------------
 
 _INPUT, _PADDING, _GRID = "#ffffff", "#e3e3e3", "#b8b8b8"
 _FIRST, _LAST, _BAD, _TICK = "#1f77b4", "#ff7f0e", "#d62728", "#555555"
@@ -53,8 +49,7 @@ def _window_svg(state: ExplorerState, start: int, colour: str, cell: int) -> tup
 
 
 def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
-    """The padded input with the first window in blue, the last in orange and ticks where each
-    window starts; a window that does not fit is red and dashed."""
+    """The padded input, first window blue, last orange, ticks at window starts; a misfit red."""
     valid = state.output is not None
     last = state.starts[-1] if valid else 0
     extent = max(state.padded, last + state.span)  # ceil_mode's overhang, or a misfit
@@ -103,20 +98,19 @@ def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
 
 
 def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
-    """The 1998 paper's Table I as a 6 x 16 matrix, as the paper prints it: a dark cell where a C3
-    map (column) reads an S2 map (row), and over each column how many it reads."""
+    """Table I (1998): a dark cell where a C3 map (column) reads an S2 map (row); counts on top."""
     inputs = 1 + max(max(rows) for rows in table)
     matrix = np.zeros((inputs, len(table)))
     for column, rows in enumerate(table):
         matrix[list(rows), column] = 1
     fig, ax = _figure(8, 3.2)
     ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1.4, aspect="equal")
-    ax.set(xticks=range(len(table)), yticks=range(inputs))
+    ax.set(xticks=range(len(table)), yticks=range(inputs), xlabel="C3 feature map",
+           ylabel="S2 feature map")
     ax.set_xticks(np.arange(-0.5, len(table)), minor=True)
     ax.set_yticks(np.arange(-0.5, inputs), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.5)
     ax.tick_params(which="minor", length=0)
-    ax.set(xlabel="C3 feature map", ylabel="S2 feature map")
     for column, count in enumerate(matrix.sum(axis=0).astype(int)):
         ax.text(column, -0.7, str(count), ha="center", va="bottom", fontsize=8)
     ax.set_title("LeNet-5 (1998), Table I: the S2 maps each C3 map reads", pad=18)
@@ -178,13 +172,12 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
 def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float = 0.8) -> Figure:
     """One row per class: ``per_class`` random examples (fixed ``seed``), the name at left."""
     generator = torch.Generator().manual_seed(seed)
-    labels = data.labels.cpu()
     width = 1.6 + per_class * size
     fig = Figure(figsize=(width, len(data.classes) * size), dpi=100)  # laid out by hand, below
     axes = fig.subplots(len(data.classes), per_class, squeeze=False,
                         subplot_kw={"xticks": [], "yticks": [], "frame_on": False})
     for label, name in enumerate(data.classes):
-        where = torch.nonzero(labels == label).flatten()
+        where = torch.nonzero(data.labels.cpu() == label).flatten()
         chosen = where[torch.randperm(len(where), generator=generator)[:per_class]]
         for ax, index in zip(axes[label], chosen, strict=False):
             image = data.images[index].cpu().numpy()
@@ -196,8 +189,7 @@ def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float =
 
 
 def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None = None) -> Figure:
-    """Convolution kernels (out x in x k x k): a row per input map, a column per output map, on
-    one colour scale centred on 0 (red positive, blue negative; a kernel of zeros is white)."""
+    """Kernels (out x in x k x k): a row per input map, a column per output map, red > 0 > blue."""
     filters = filters.detach().cpu().float()
     if filters.ndim != 4:
         raise ValueError(f"filters of shape {tuple(filters.shape)}; expected out x in x k x k")
@@ -214,8 +206,7 @@ def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None 
 
 def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
                       title: str | None = None) -> Figure:
-    """The maps of one layer for one image (C x H x W) on the layer's shared colour scale, so a
-    bright map is one that responds strongly (dark: zero or negative)."""
+    """One layer's maps for one image (C x H x W) on one shared scale: bright responds strongly."""
     maps = maps.detach().cpu().float()
     maps = maps[0] if maps.ndim == 4 and maps.shape[0] == 1 else maps
     if maps.ndim != 3:
@@ -277,8 +268,7 @@ def show_per_class_accuracy(accuracy: torch.Tensor, classes: Sequence[str]) -> F
 
 
 def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.2)) -> Figure:
-    """Loss and accuracy (test solid, train dashed, validation dotted) per epoch of a history
-    (a ``train.History`` or its list of epoch dicts) or of several, ``{"label": history}``."""
+    """Loss and accuracy per epoch (test solid, train dashed, validation dotted) of histories."""
     runs = dict(histories) if isinstance(histories, Mapping) else {"": histories}
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
     fig, (loss_ax, acc_ax) = _figure(*size, 1, 2)

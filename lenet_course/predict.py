@@ -4,6 +4,7 @@ negate; MNIST: fit in 20 x 20, centre of mass in the middle)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,14 +33,17 @@ class ImageFileError(ValueError):
 def load_image(path: PathLike) -> Image.Image:
     """Decode an image file, turned upright by its EXIF tag, or raise a one-line ImageFileError."""
     path = Path(path)
+    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a FIFO blocks forever
+        what = "a folder" if os.path.isdir(path) else "a FIFO or device"
+        raise ImageFileError(f"{path}: is {what}, not an image file")
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later
             return ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageFileError(f"{path}: is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageFileError(f"{path}: permission denied; make it readable (chmod a+r)") from None
     except Image.UnidentifiedImageError:
         raise ImageFileError(f"{path}: not an image file Pillow reads (PNG, JPEG, ...)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
@@ -163,7 +167,8 @@ class Prediction:
         """A JSON-ready dict (``--json`` output of the command line)."""
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        top = [{"class": name, "probability": round(p, 6)} for name, p in self.top]
+        top = [{"class": name, "probability": round(p, 6) if math.isfinite(p) else None}
+               for name, p in self.top]  # JSON has no NaN
         return {"path": self.path, "top": top, "inverted": self.inverted}
 
     def __str__(self) -> str:
@@ -177,7 +182,7 @@ def predict_files(checkpoint: PathLike | Mapping[str, Any], paths: Sequence[Path
                   top_k: int = 3, invert: bool | None = None,
                   model: nn.Module | None = None) -> list[Prediction]:
     """One :class:`Prediction` per file from a checkpoint (a path or a loaded dict; ``model``: one
-    built from it).  An unreadable file gets an ``error``; the others are still predicted."""
+    built from it).  An unreadable file, or one with NaN probabilities, gets an ``error``."""
     checkpoint = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
     model = model if model is not None else model_from_checkpoint(checkpoint)
     class_names = list(checkpoint["class_names"])
@@ -195,6 +200,10 @@ def predict_files(checkpoint: PathLike | Mapping[str, Any], paths: Sequence[Path
     if good:
         pixels = torch.stack([p.pixels for p in good])  # type: ignore[misc]
         probabilities = class_probabilities(model, pixels, checkpoint["normalization"])
-        for p, top in zip(good, top_classes(probabilities, class_names, top_k), strict=True):
-            p.top = top
+        tops = top_classes(probabilities, class_names, top_k)
+        for p, top, finite in zip(good, tops, probabilities.isfinite().all(dim=1), strict=True):
+            if finite:
+                p.top = top
+            else:  # the weights are not finite, or overflow on this picture
+                p.error = f"{p.path}: the model gives NaN or infinite probabilities; retrain it"
     return predictions

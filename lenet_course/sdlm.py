@@ -27,18 +27,15 @@ def _backward(layer: nn.Module, x: torch.Tensor, h_a: torch.Tensor) -> tuple[tor
     h_w = torch.nn.grad.conv2d_weight(x * x, dense.shape, h_a)
     if isinstance(layer, PartialConv2d):  # only the real kernels of C3 have a curvature
         h_w = h_w.flatten(0, 1).index_select(0, layer.connection_index)
-    h_x = torch.nn.grad.conv2d_input(x.shape, dense.pow(2), h_a)
-    return h_w, h_a.sum(dim=(0, 2, 3)), h_x
+    return h_w, h_a.sum(dim=(0, 2, 3)), torch.nn.grad.conv2d_input(x.shape, dense.pow(2), h_a)
 
 
 @torch.no_grad()
 def diagonal_hessian(model: LeNet5_1998, images: torch.Tensor,
                      output_curvature: float = 2.0) -> dict[str, torch.Tensor]:
-    """Gauss-Newton estimates of d2E/dw_k^2, the h_kk of Appendix C, for every parameter of
-    ``model`` (by name), averaged over prepared ``images`` (N x 1 x 32 x 32): second derivatives go
-    back like gradients, with squared weights and slopes f'(a)^2, dropping off-diagonal and f''
-    terms.  At F6, d2E/dx^2 = ``output_curvature`` (2: exact for the correct class's penalty
-    sum_j (x_j - w_Dj)^2; the MAP loss's competitive term is left out, so no labels are needed)."""
+    """Gauss-Newton h_kk = d2E/dw_k^2 (App. C) of each parameter by name, averaged over prepared
+    ``images``: back-propagated like gradients, squaring weights and slopes f'(a)^2.  At F6,
+    d2E/dx^2 = ``output_curvature`` (2: the correct class's penalty; no labels, no MAP term)."""
     if not isinstance(model, LeNet5_1998):
         raise TypeError(f"diagonal_hessian needs a LeNet5_1998; got {type(model).__name__}")
     inputs, pre = [], []  # every layer's input x and pre-activation a
@@ -56,12 +53,10 @@ def diagonal_hessian(model: LeNet5_1998, images: torch.Tensor,
 
 
 class SDLM(torch.optim.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt: w_k -= lr / (mu + h_kk) * gradient.
-
-    ``curvature()`` returns ``{parameter: h}``; it is called before the first step and then every
-    ``refresh_every`` steps (the paper: once per pass).  The paper stepped after every example;
-    here a step follows the mean loss of ``batch_size`` examples, and the gradient is scaled by
-    ``batch_size`` so that one step moves as far as that many of the paper's steps."""
+    """Stochastic diagonal Levenberg-Marquardt: w_k -= lr / (mu + h_kk) * gradient.  ``curvature()``
+    gives ``{parameter: h}`` before the first step and every ``refresh_every`` steps.  A step
+    follows the mean loss of ``batch_size`` examples (the paper's: one), so the gradient is scaled
+    by ``batch_size``: one step moves as far as that many of the paper's."""
 
     def __init__(self, params: Iterable[torch.Tensor],
                  curvature: Callable[[], dict[torch.Tensor, torch.Tensor]], *,

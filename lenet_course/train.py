@@ -1,10 +1,7 @@
 """Training: one loop over device-resident tensors, with history, checkpoints and resume.
 
-:func:`fit` is built from short functions: :func:`train_epoch` (the hot loop),
-:func:`count_correct` (evaluation) and :func:`end_epoch` (one record per epoch).  It is fast
-because the data set moves to the device once, a batch is a slice of a per-epoch permutation,
-and the loss and correct count stay on the device until the epoch ends (no host waits).
-"""
+Fast because the data set moves to the device once, a batch is a slice of a per-epoch permutation,
+and the loss and correct count stay on the device until the epoch ends (no host waits)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ import math
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,13 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lenet_course.checkpoint import (
+    CheckpointError,
     History,
     PathLike,
     check_state_dict,
     load_checkpoint,
     save_checkpoint,
 )
-from lenet_course.config import RESUME_KEYS, TrainConfig, learning_rate_at
+from lenet_course.config import RESUME_FLAGS, RESUME_KEYS, TrainConfig, learning_rate_at
 from lenet_course.data import CLASS_NAMES, InputSpec, normalization_for, prepare_images
 from lenet_course.lenet1998 import LeNet5_1998
 from lenet_course.models import class_scores
@@ -38,10 +37,7 @@ from lenet_course.sdlm import sdlm_for
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss (or a weight) became NaN or infinite: the learning rate is too high."""
-
-
-# --- devices, threads, seeds ---------------------------------------------------------------------
+    """The loss or a weight stopped being finite, or the loss exploded: the rate is too high."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -62,9 +58,7 @@ def available_cores() -> int:
 
 
 def cpu_threads(threads: int | None = None) -> int | None:
-    """CPU threads for training (None: torch's choice): ``threads`` if given, else 1 on machines
-    with at most 2 cores, where a second thread loses as soon as anything else runs
-    (benchmarks/RESULTS.md)."""
+    """CPU threads for training: ``threads``, else 1 with <= 2 cores (benchmarks/), else None."""
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads={threads}; use a positive number, or None for the default")
@@ -91,12 +85,9 @@ def seed_everything(seed: int) -> None:
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of the training examples in ``epoch``, from (seed, epoch) alone: drawn on the
-    CPU, so it is the same on every device and a resumed run shuffles as an uninterrupted one."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-# --- data on the device --------------------------------------------------------------------------
+    """The order of the examples in ``epoch``, from (seed, epoch) on the CPU: alike on resume."""
+    seed = (seed * 1_000_003 + epoch) % 2**64  # a generator takes seeds below 2**64
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,25 +118,15 @@ def _on_device(data: Any, what: str, run: _Run) -> tuple[torch.Tensor, torch.Ten
     return x, labels.to(run.device)
 
 
-def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  batch_size: int) -> torch.Tensor:
-    """How many of ``x`` the model classifies as ``y``: a tensor on the device (no host sync)."""
-    return (class_scores(model, x, batch_size).argmax(1) == y).sum()
-
-
 def evaluate(model: nn.Module, data: Any, normalization: dict[str, Any] | None = None, *,
              batch_size: int = 1000, device: str | torch.device | None = None) -> float:
-    """The accuracy of ``model`` on ``data`` (an ``ImageSet`` or ``(uint8 images, labels)``),
-    scaled with ``normalization`` (a checkpoint's; by default ``data``'s own statistics)."""
+    """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own)."""
     spec = _input_spec(model)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     images, labels = images_and_labels(data)
     norm = normalization if normalization is not None else normalization_for(spec, images)
     x = prepare_images(images.to(device), spec, dict(norm))
-    return count_correct(model, x, labels.to(device), batch_size).item() / len(labels)
-
-
-# --- one run -------------------------------------------------------------------------------------
+    return (class_scores(model, x, batch_size).argmax(1) == labels.to(device)).sum().item() / len(x)
 
 
 @dataclass
@@ -178,9 +159,8 @@ class _Run:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         own = getattr(self.model, "loss", None)  # LeNet-5 (1998) has its MAP loss
-        if callable(own):
-            return own(outputs, targets)
-        return F.cross_entropy(outputs, targets, label_smoothing=self.config.label_smoothing)
+        return own(outputs, targets) if callable(own) else F.cross_entropy(
+            outputs, targets, label_smoothing=self.config.label_smoothing)
 
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         own = getattr(self.model, "scores", None)  # higher = more likely
@@ -228,18 +208,19 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
 
 
 def end_epoch(run: _Run, epoch: int, trained: tuple[torch.Tensor, ...], start: float) -> dict:
-    """Evaluate, check for divergence, and return the epoch's record (the epoch's one sync)."""
+    """Evaluate, check for divergence and return the epoch's record (the epoch's one host sync)."""
     losses, correct = trained
     sizes = torch.full_like(losses, run.config.batch_size)
     sizes[-1] = len(run.y) - (run.steps - 1) * run.config.batch_size
-    with run.autocast():
-        counts = [count_correct(run.model, x, y, run.config.eval_batch_size)
+    with run.autocast():  # correct counts, on the device (no host sync)
+        counts = [(class_scores(run.model, x, run.config.eval_batch_size).argmax(1) == y).sum()
                   for x, y in run.sets.values()]
     finite = torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all()
-    loss_sum, n_correct, all_finite, *set_correct = torch.stack(
-        [(losses * sizes).sum(), correct.double(), finite, *counts]
+    calm = (losses <= 1000 * losses[0].clamp(min=1)).all()  # exploding, if not yet inf or NaN
+    loss_sum, n_correct, all_finite, all_calm, *set_correct = torch.stack(
+        [(losses * sizes).sum(), correct.double(), finite, calm, *counts]
     ).tolist()
-    if not (math.isfinite(loss_sum) and all_finite):
+    if not (math.isfinite(loss_sum) and all_finite and all_calm):
         raise _diverged(run, epoch, losses)
     seconds, n = time.perf_counter() - start, len(run.y)
     accuracy = {name: c / len(y) for (name, (_, y)), c in zip(run.sets.items(), set_correct,
@@ -253,16 +234,14 @@ def end_epoch(run: _Run, epoch: int, trained: tuple[torch.Tensor, ...], start: f
 
 
 def _diverged(run: _Run, epoch: int, losses: torch.Tensor) -> TrainingDivergedError:
-    bad = (~torch.isfinite(losses)).nonzero()
+    bad = (~torch.isfinite(losses) | (losses > 1000 * max(1.0, losses[0].item()))).nonzero()
     step = int(bad[0]) if len(bad) else run.steps - 1
-    value = losses[step].item()
-    what = f"the loss became {value}" if not math.isfinite(value) else "a weight became NaN/inf"
+    what = f"the loss became {losses[step].item():g}" if len(bad) else "a weight became NaN/inf"
     return TrainingDivergedError(
         f"training diverged in epoch {epoch + 1}, step {step + 1} of {run.steps}: {what} "
         f"(learning rate {run.lr_at(epoch * run.steps + step):g}). Lower the learning rate (for "
         f"example lr={run.config.lr / 10:g}) and train again; the last checkpoint, if any, holds "
-        "the last good epoch."
-    )
+        "the last good epoch.")
 
 
 def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
@@ -289,8 +268,7 @@ def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, An
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    # The statistics come from the training images only.
-    norm = config.normalization or normalization_for(spec, images.to(device))
+    norm = config.normalization or normalization_for(spec, images.to(device))  # train images only
     run = _Run(model, config, device, spec, dict(norm), channels_last)
     run.x, run.y = _on_device(train, "train", run)
     run.sets = {name: _on_device(data, name, run) for name, data in sets.items()
@@ -300,37 +278,38 @@ def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, An
     if config.cuda_graphs or config.compile:  # reduce-overhead mode replays CUDA graphs
         run.runner = torch.compile(model, mode="reduce-overhead" if config.cuda_graphs else None)
     schedule = config.schedule
+    crc = zlib.crc32(run.y.cpu().numpy(), zlib.crc32(images.cpu().contiguous().numpy()))
     run.history.config = {
         **asdict(config), "device": device.type, "channels_last": channels_last,
         "schedule": schedule if not callable(schedule) else f"callable:{schedule.__qualname__}",
         "train_size": len(run.y), "validation_size": len(run.sets.get("validation", ((), ()))[1]),
-        "input_spec": spec.to_dict(),
+        "train_data": f"crc32:{crc:08x}", "input_spec": spec.to_dict(),
     }
     return run
 
 
 def _resume(run: _Run, checkpoint: PathLike) -> None:
-    """Continue from ``checkpoint``: weights, optimiser, generator states and history."""
+    """Continue the same run from ``checkpoint``: weights, optimiser, generators and history."""
     state = load_checkpoint(checkpoint)
     saved, config = state["train_config"], run.history.config
-    keys = [*RESUME_KEYS, "epochs"] if config["schedule"] is not None else RESUME_KEYS
-    for key in keys:
+    for key in [*RESUME_KEYS, "epochs"] if config["schedule"] is not None else RESUME_KEYS:
         if saved.get(key) != config[key]:
+            flag = RESUME_FLAGS.get(key, "--" + key.replace("_", "-"))
             raise ValueError(
-                f"cannot resume: the checkpoint was trained with {key}={saved.get(key)!r} but "
-                f"this run has {key}={config[key]!r}; use the same settings or start afresh"
-            )
-    ours = getattr(run.model, "config", None)
-    if state["model"] is not None and ours is not None and state["model"] != ours:
-        raise ValueError(f"cannot resume: the checkpoint holds model {state['model']} but this "
-                         f"model is {ours}")
+                f"cannot resume: the checkpoint was trained with {key}={saved.get(key)!r} but this "
+                f"run has {key}={config[key]!r}; use the same {flag}, or start a new run "
+                "(--overwrite or another --out)")
     check_state_dict(run.model, state["state_dict"])
-    run.model.load_state_dict(state["state_dict"])
-    if state["optimizer"] is not None:
-        run.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if run.device.type == "cuda" and state["rng"].get("cuda"):
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    try:
+        run.model.load_state_dict(state["state_dict"])
+        if state["optimizer"] is not None:
+            run.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if run.device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{checkpoint} is damaged: its saved state cannot be restored "
+                              f"({type(error).__name__}: {error}); start a new run") from error
     run.history.epochs = [dict(record) for record in state["history"]]
 
 
@@ -354,25 +333,22 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
 def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, test: Any = None,
         validation: Any = None, checkpoint: PathLike | None = None, resume: bool = False,
         on_epoch_end: Callable[[dict[str, Any]], Any] | None = None) -> History:
-    """Train ``model`` (any classifier) on ``train`` as ``config`` says; return its History.
-
-    ``train``, ``validation`` and ``test`` are ``ImageSet``s or ``(uint8 images, labels)`` pairs;
-    the latter two are evaluated after every epoch.  With ``checkpoint`` the state after every
-    epoch is saved, and ``resume=True`` continues from it to the same weights as an uninterrupted
-    run.  Raises :class:`TrainingDivergedError` when the loss or a weight stops being finite.
-    """
+    """Train ``model`` on ``train`` (an ``ImageSet`` or ``(uint8 images, labels)``) as ``config``
+    says, evaluating ``validation`` and ``test`` after every epoch; return its History.  With
+    ``checkpoint`` every epoch is saved, and ``resume=True`` continues the same run from it."""
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint to continue>")
     device = resolve_device(config.device)
     threads = cpu_threads(config.threads) if device.type == "cpu" else None
     with torch_threads(threads), _tensorboard(config.tensorboard) as writer:
         run = _setup(model, train, config, {"validation": validation, "test": test})
-        run.history.config["threads"] = threads
-        if resume:
-            _resume(run, checkpoint)  # type: ignore[arg-type]
         classes = tuple(getattr(train, "classes", ()) or map(str, range(int(run.y.max()) + 1)))
         meta = {"class_names": classes, "normalization": run.normalization,
                 "dataset": next((k for k, v in CLASS_NAMES.items() if v == classes), None)}
+        run.history.config.update(threads=threads, dataset=meta["dataset"],
+                                  model=getattr(model, "config", None))
+        if resume:
+            _resume(run, checkpoint)  # type: ignore[arg-type]
         with tqdm(total=config.epochs * run.steps, initial=len(run.history) * run.steps,
                   unit="batch", disable=not config.progress,
                   desc=f"{type(model).__name__} on {device.type}") as bar:

@@ -1,6 +1,5 @@
-"""ipywidgets explorers: sliders wired to pure functions (``arithmetic.explore_conv`` and
-``explore_pool``, :func:`feature_map_view`), which hold all the logic, so that everything an
-explorer shows is testable without a browser."""
+"""Explorers: ipywidgets wired to pure functions (``arithmetic.explore_conv``, ``explore_pool``,
+:func:`feature_map_view`) that hold all the logic, so what they show is testable headless."""
 
 from __future__ import annotations
 
@@ -40,8 +39,7 @@ class Explorer:
         self._explore = explore
         self.sliders = sliders
         self.output = widgets.Label(style={"font_weight": "bold"})
-        self.explanation = widgets.HTML()
-        self.picture = widgets.HTML()
+        self.explanation, self.picture = widgets.HTML(), widgets.HTML()
         for slider in sliders.values():
             slider.observe(self._update, names="value")
         controls = list(sliders.values())
@@ -59,9 +57,7 @@ class Explorer:
         return f"{self.state.kind} explorer ({self.state.output_text})"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
 
 def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict[str, Any]:
@@ -76,8 +72,7 @@ def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict
 
 def conv_explorer(size: int = 28, kernel_size: int = 5, stride: int = 1, padding: int = 2,
                   dilation: int = 1) -> Explorer:
-    """Sliders for a convolution, its output size (``output size: 28 x 28``, or ``output size:
-    impossible`` and why) and its windows."""
+    """Sliders for a convolution, its output size (or why it is impossible) and its windows."""
     values = (size, kernel_size, stride, padding, dilation)
     return Explorer(arithmetic.explore_conv, _sliders(values, kernel_max=11, padding_max=6))
 
@@ -125,9 +120,8 @@ def feature_map_view(model: Any, data: Any, normalization: dict[str, Any], index
 
 def feature_map_explorer(model: Any, data: Any, normalization: dict[str, Any], *, index: int = 0,
                          stages: tuple[str, ...] = ("C1", "S2", "C3", "S4")) -> widgets.VBox:
-    """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`.
-    PNGs in an ``HTML`` widget, not an ``Output`` widget: a saved notebook shows them without a
-    kernel, and headless runners (papermill, nbclient), which an ``Output`` can stall, need none."""
+    """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`.  PNGs
+    in an ``HTML`` widget, not an ``Output`` (it can stall papermill): saved notebooks show them."""
     slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image",
                                continuous_update=False)
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")

@@ -9,6 +9,7 @@ grid of small configurations is checked exhaustively as well.
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 import warnings
@@ -328,6 +329,46 @@ def test_wrong_types_raise_type_error() -> None:
             A.conv2d_output_size(28, bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="3 values"):
         A.pool2d_output_size(28, (2, 2, 2))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flag", ["no", "yes", 1, 0, None])
+@pytest.mark.parametrize("kind", [nn.MaxPool2d, nn.AvgPool2d])
+def test_ceil_mode_must_be_a_bool_as_in_torch(kind: type[nn.Module], flag: Any) -> None:
+    """``ceil_mode="no"`` is truthy: counted as True it would give a wrong size."""
+    with pytest.raises(TypeError, match="ceil_mode"):
+        kind(2, ceil_mode=flag)(torch.zeros(1, 1, 5, 5))
+    with pytest.raises(TypeError, match=f"ceil_mode={flag!r} is not a bool"):
+        A.pool2d_output_size(5, 2, ceil_mode=flag)
+    with pytest.raises(TypeError, match="ceil_mode"):
+        explore_pool(5, 2, ceil_mode=flag)
+
+
+@pytest.mark.parametrize(
+    ("window", "error", "fragment"),
+    [
+        ((0,), ValueError, "kernel_size=0 is not positive"),
+        ((-3, 1, 0, 2), ValueError, "kernel_size=-3"),
+        ((5, 0), ValueError, "stride=0 is not positive; use stride >= 1"),
+        ((5, 1, -2), ValueError, "padding=-2 is negative; use padding >= 0"),
+        ((5, 1, 0, 0), ValueError, "dilation=0"),
+        ((5.0,), TypeError, "kernel_size=5.0 is not an int"),
+        ((True,), TypeError, "kernel_size=True"),
+        ((5, "2"), TypeError, "stride='2'"),
+    ],
+)
+def test_windows_refuse_what_torch_refuses(
+    window: tuple[Any, ...], error: type, fragment: str
+) -> None:
+    with pytest.raises(error, match=re.escape(fragment)):
+        A.Window(*window)
+    with pytest.raises(error, match=re.escape(fragment)):
+        A.receptive_fields([(5, 1, 2), window])
+
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(0, 1), (-3, 2), (3, 0), (3, -1)])
+def test_span_refuses_what_torch_refuses(kernel: int, dilation: int) -> None:
+    with pytest.raises(ValueError, match=f"kernel_size={kernel}, dilation={dilation}; use both"):
+        A.span(kernel, dilation)
 
 
 def test_importing_the_module_does_not_import_torch() -> None:

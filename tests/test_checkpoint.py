@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -10,9 +13,11 @@ from lenet_course import checkpoint as checkpoint_module
 from lenet_course.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    History,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
+    save_run_files,
 )
 from lenet_course.config import TrainConfig
 from lenet_course.data import load_dataset
@@ -128,3 +133,68 @@ def test_wrong_architecture_names_the_layer_and_both_shapes(tmp_path):
     state["model"] = {"name": "v9"}
     with pytest.raises(CheckpointError, match="cannot build"):
         model_from_checkpoint(state)
+
+
+def test_nan_or_infinite_weights_are_refused_on_load(tmp_path):
+    for bad in (float("nan"), float("inf")):
+        model = build_model("v1")
+        with torch.no_grad():
+            model.fc2.bias[3] = bad
+        save_checkpoint(tmp_path / "diverged.pt", model, **COMMON)
+        with pytest.raises(CheckpointError, match=r"NaN or infinite weights \(fc2.bias\).*lower "
+                                                  "learning rate"):
+            load_checkpoint(tmp_path / "diverged.pt")
+
+
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.pt")  # opening it would wait for a writer forever
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def test_an_unreadable_checkpoint_says_so(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "checkpoint.pt", build_model("v1"), **COMMON)
+
+    def refuse(*args, **kwargs):  # root reads anything: the refusal is simulated
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint_module.torch, "load", refuse)
+    with pytest.raises(CheckpointError, match="cannot read .*Permission denied.*permissions"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("state_dict", "weights"), ("state_dict", {"conv1.weight": [1.0]}), ("history", 5),
+    ("history", [1, 2]), ("class_names", "abc"), ("class_names", [0, 1]), ("train_config", "x"),
+    ("normalization", {"kind": "standardize"}), ("normalization", {"kind": "mystery"}),
+    ("normalization", {"kind": "standardize", "mean": 0.3, "std": float("nan")}),
+    ("normalization", {"kind": "standardize", "mean": 0.3, "std": 0.0}), ("model", 5),
+])
+def test_damaged_entries_are_refused_with_their_name(key, value, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, build_model("v1"), **COMMON)
+    state = torch.load(path, weights_only=True)
+    state[key] = value
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"is damaged: its '{key}' is .*; train again"):
+        load_checkpoint(path)
+
+
+def test_run_files_are_written_atomically(tmp_path, monkeypatch):
+    history = History([{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8,
+                        "validation_accuracy": None, "test_accuracy": 0.7, "lr": 0.1,
+                        "seconds": 1.0, "examples_per_second": 100.0}], {"device": "cpu"})
+    save_run_files(tmp_path, build_model("v1"), history, dataset="mnist", test_size=10)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert json.loads(before["metrics.json"])["test_accuracy"] == 0.7
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", full_disk)
+    history.epochs[0]["test_accuracy"] = 0.9
+    with pytest.raises(OSError, match="No space left"):
+        save_run_files(tmp_path, build_model("v1"), history, dataset="mnist", test_size=10)
+    with pytest.raises(OSError, match="No space left"):
+        history.to_csv(tmp_path / "history.csv")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left

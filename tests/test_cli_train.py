@@ -69,6 +69,23 @@ def test_train_then_evaluate_end_to_end(real_data_root, tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
 
 
+def test_overwrite_replaces_a_run_and_a_stale_lock_is_taken_over(real_data_root, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--epochs", "1", "--root", str(real_data_root), "--out", str(out), *TINY]
+    assert main(argv) == 0
+    old = json.loads((out / "metrics.json").read_text())
+    (out / ".lock").write_text("2147483646")  # a pid no process has: a crashed run's lock
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    new = json.loads((out / "metrics.json").read_text())
+    assert (old["train_config"]["seed"], new["train_config"]["seed"]) == (0, 1)
+    assert len(list(csv.DictReader((out / "history.csv").open()))) == 1  # one run, not two
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv",
+                                                     "metrics.json"]  # the lock is gone
+    assert main([*argv, "--seed", "1", "--resume"]) == 0  # the same run: nothing left to do
+    capsys.readouterr()
+
+
 def bad(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as caught:
         main(argv)
@@ -94,6 +111,8 @@ def bad(argv: list[str], capsys) -> str:
         (["--optimizer", "adam", "--momentum", "0.9"], "apply to sgd"),
         (["--model", "lenet5-1998", "--label-smoothing", "0.1"], "lenet5-1998"),
         (["--resume"], "--resume: no checkpoint at"),
+        (["--seed", "-3"], "--seed: -3 must be >= 0"),
+        (["--resume", "--overwrite"], "not allowed with argument --resume"),
     ],
 )
 def test_bad_train_arguments_exit_2_with_one_line(argv, reason, tmp_path, capsys):

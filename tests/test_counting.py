@@ -75,6 +75,114 @@ def test_conv2d_parameters_rejects_groups_that_do_not_divide() -> None:
         C.conv2d_parameters(6, 16, 5, groups=4)
 
 
+def torch_refuses(build: Any, *inputs: Any) -> bool:
+    """Whether PyTorch refuses to build a layer or to run it on zeros of shape ``inputs``, or
+    runs it without computing it: with no input channels a convolution returns an empty tensor
+    (0 channels, not out_channels) whatever its kernel."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zero-element parameters warn
+            layer = build()
+            output = layer(torch.zeros(*inputs))
+    except (RuntimeError, ValueError, TypeError):
+        return True
+    channels = getattr(layer, "out_channels", None)
+    return channels is not None and output.shape[1] != channels
+
+
+def refused(function: Any, *arguments: Any, **keywords: Any) -> bool:
+    try:
+        function(*arguments, **keywords)
+    except (ValueError, TypeError) as error:
+        assert str(error) and "\n" not in str(error)
+        return True
+    return False
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@SETTINGS
+@given(
+    cin=st.integers(-2, 4),
+    cout=st.integers(-2, 4),
+    kernel=int_or_pair(-1, 4),
+    groups=st.integers(-1, 3),
+    bias=st.booleans(),
+)
+def test_conv_formulas_refuse_exactly_what_torch_refuses(
+    cin: int, cout: int, kernel: Any, groups: int, bias: bool
+) -> None:
+    def build() -> nn.Conv2d:
+        return nn.Conv2d(cin, cout, kernel, groups=groups, bias=bias)
+
+    refuses = torch_refuses(build, 1, max(cin, 0), 9, 9)
+    assert refused(C.conv2d_parameters, cin, cout, kernel, groups, bias) == refuses
+    assert refused(C.conv2d_multiply_adds, cin, cout, kernel, 9, groups) == refuses
+    if not refuses:
+        assert C.conv2d_parameters(cin, cout, kernel, groups, bias) == C.count_parameters(build())
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@SETTINGS
+@given(cin=st.integers(-2, 4), cout=st.integers(-2, 4), bias=st.booleans())
+def test_linear_formulas_refuse_exactly_what_torch_refuses(cin: int, cout: int, bias: bool) -> None:
+    def build() -> nn.Linear:
+        return nn.Linear(cin, cout, bias=bias)
+
+    refuses = torch_refuses(build, 2, max(cin, 0))
+    assert refused(C.linear_parameters, cin, cout, bias) == refuses
+    assert refused(C.linear_multiply_adds, cin, cout) == refuses
+    if not refuses:
+        assert C.linear_parameters(cin, cout, bias) == C.count_parameters(build())
+
+
+@pytest.mark.parametrize(
+    ("function", "arguments", "keywords", "error", "fragment"),
+    [
+        (C.conv2d_parameters, (1, 6, 5), {"bias": "yes"}, TypeError, "bias='yes' is not a bool"),
+        (C.conv2d_parameters, (1, 6, 5), {"bias": "no"}, TypeError, "bias='no' is not a bool"),
+        (C.conv2d_parameters, (1, 6, 5), {"bias": None}, TypeError, "bias=None is not a bool"),
+        (C.conv2d_parameters, (-1, 6, 5), {}, ValueError, "in_channels=-1 is too small; use "
+         "in_channels >= 1"),
+        (C.conv2d_parameters, (1, -6, 5), {}, ValueError, "out_channels=-6"),
+        (C.conv2d_parameters, (1, 0, 5), {}, ValueError, "out_channels >= 1"),
+        (C.conv2d_parameters, (0, 6, 5), {}, ValueError, "in_channels >= 1"),
+        (C.conv2d_parameters, (1, 6, 2.5), {}, TypeError, "kernel_size=2.5 is not an int or a"),
+        (C.conv2d_parameters, (1, 6, (5, 0)), {}, ValueError, "kernel_size=(5, 0)"),
+        (C.conv2d_parameters, (1, 6, (5, 5, 5)), {}, TypeError, "kernel_size=(5, 5, 5)"),
+        (C.conv2d_parameters, (1, 6, "5"), {}, TypeError, "kernel_size='5'"),
+        (C.conv2d_parameters, (6.0, 16, 5), {}, TypeError, "in_channels=6.0 is not an int"),
+        (C.conv2d_parameters, (True, 6, 5), {}, TypeError, "in_channels=True is not an int"),
+        (C.conv2d_parameters, (4, 8, 3), {"groups": 2.0}, TypeError, "groups=2.0"),
+        (C.conv2d_parameters, (4, 8, 3), {"groups": 0}, ValueError, "groups >= 1"),
+        (C.conv2d_parameters, (4, 8, 3), {"groups": 3}, ValueError, "groups=3 must divide"),
+        (C.linear_parameters, (-5, 10), {}, ValueError, "in_features=-5"),
+        (C.linear_parameters, (5, -10), {}, ValueError, "out_features=-10"),
+        (C.linear_parameters, (2.5, 10), {}, TypeError, "in_features=2.5"),
+        (C.linear_parameters, (-1, 10), {}, ValueError, "in_features >= 0"),
+        (C.linear_parameters, (5, 10), {"bias": "no"}, TypeError, "bias='no'"),
+        (C.subsampling_parameters, (-3,), {}, ValueError, "maps=-3"),
+        (C.subsampling_parameters, (1.5,), {}, TypeError, "maps=1.5"),
+        (C.sparse_conv2d_parameters, (C3_TABLE, 0), {}, ValueError, "kernel_size=0"),
+        (C.sparse_conv2d_parameters, (C3_TABLE, 5), {"bias": "no"}, TypeError, "bias='no'"),
+        (C.conv2d_multiply_adds, (1, 6, 5, -24), {}, ValueError, "output_size=-24"),
+        (C.conv2d_multiply_adds, (1, 6, 5, 0), {}, ValueError, "output_size >= 1"),
+        (C.conv2d_multiply_adds, (1, 6, 5, (24, 2.0)), {}, TypeError, "output_size=(24, 2.0)"),
+        (C.conv2d_multiply_adds, (6, 16, 5, 10), {"groups": 4}, ValueError, "groups=4"),
+        (C.linear_multiply_adds, (-1, 5), {}, ValueError, "in_features=-1"),
+        (C.connections, (-10, 25), {}, ValueError, "units=-10"),
+        (C.connections, (10, -84), {}, ValueError, "inputs_per_unit=-84"),
+        (C.connections, (10, 84), {"bias": "no"}, TypeError, "bias='no'"),
+    ],
+)
+def test_counts_refuse_what_pytorch_refuses_instead_of_returning_a_number(
+    function: Any, arguments: tuple[Any, ...], keywords: dict[str, Any], error: type,
+    fragment: str,
+) -> None:
+    with pytest.raises(error) as caught:
+        function(*arguments, **keywords)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_the_1998_paper_table() -> None:
     layers = {layer.name: layer for layer in C.lenet5_1998_layers()}
     expected = {

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -308,6 +312,174 @@ def test_read_idx_round_trip(tmp_path_factory: pytest.TempPathFactory, array, gz
     read = read_idx(path)
     assert read.shape == array.shape and np.array_equal(read, array)
     assert read.dtype.isnative and read.flags.writeable
+
+
+# --- verified files, refused obstacles, no leftovers (issue 16) ---------------------------------
+
+
+def test_the_md5_table_is_torchvisions() -> None:
+    import torchvision
+
+    for name, folder in data.DATASETS.items():
+        published = dict(getattr(torchvision.datasets, folder).resources)
+        assert data._GZ_MD5[name].split() == [published[f"{stem}.gz"] for stem in data.RAW_FILES]
+
+
+def test_ensure_dataset_checks_the_md5_of_each_gz_it_would_read(tmp_path: Path) -> None:
+    write_split(tmp_path, gz=True)  # valid IDX files, but not torchvision's downloads
+    path = Path(f"{raw_file(tmp_path, 'train-images-idx3-ubyte')}.gz")
+    found = hashlib.md5(path.read_bytes()).hexdigest()
+    with pytest.raises(DatasetFormatError) as caught:
+        data.ensure_dataset("fashion-mnist", tmp_path, download=False)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: its MD5 is {found}, ") and "\n" not in message
+    assert "torchvision publishes 8d4fb7e6c68d591d4c3dfef9ec88bf0d" in message
+    assert "python -m lenet_course data" in message
+    assert load_dataset("fashion-mnist", root=tmp_path, download=False).images.shape[0] == 20
+    write_split(tmp_path)  # an uncompressed copy is what is read: its .gz is not checked
+    assert data.ensure_dataset("fashion-mnist", tmp_path, download=False) == tmp_path
+
+
+def test_the_real_downloads_pass_the_check(real_data_root: Path, tmp_path: Path) -> None:
+    """torchvision's own Fashion-MNIST .gz files pass (the shared MNIST .gz are recompressed,
+    but its uncompressed files are what is read, so `data` accepts the shared folder too)."""
+    folder = tmp_path / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    for stem in data.RAW_FILES:
+        (folder / f"{stem}.gz").write_bytes(raw_file(real_data_root, f"{stem}.gz").read_bytes())
+    assert data.ensure_dataset("fashion-mnist", tmp_path, download=False) == tmp_path
+    for name in data.DATASETS:
+        assert data.ensure_dataset(name, real_data_root, download=False) == real_data_root
+
+
+FIFO_SCRIPT = """
+import os, sys
+from pathlib import Path
+from lenet_course import data
+root = Path(sys.argv[1])
+fifo = root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+os.mkfifo(fifo)
+for call in (lambda: data.read_idx(fifo), lambda: data.missing_files("fashion-mnist", root),
+             lambda: data.load_dataset("fashion-mnist", root=root)):
+    try:
+        call()
+    except data.DatasetFormatError as error:
+        print(error)
+"""
+
+
+def test_a_fifo_is_refused_at_once_never_opened(tmp_path: Path) -> None:
+    """Opening a FIFO waits for a writer forever: each call must refuse it without opening it."""
+    write_split(tmp_path)
+    raw_file(tmp_path, "train-images-idx3-ubyte").unlink()
+    result = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(tmp_path)], timeout=20,
+                            capture_output=True, text=True, check=True, cwd=data.REPO_ROOT)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stdout + result.stderr
+    assert all("train-images-idx3-ubyte: is not a regular file" in line for line in lines)
+
+
+def test_a_folder_where_an_idx_file_should_be(tmp_path: Path) -> None:
+    write_split(tmp_path)
+    path = raw_file(tmp_path, "train-labels-idx1-ubyte")
+    path.unlink()
+    path.mkdir()
+    for call in (lambda: read_idx(path), lambda: data.ensure_dataset("fashion-mnist", tmp_path),
+                 lambda: load_dataset("fashion-mnist", root=tmp_path)):
+        with pytest.raises(DatasetFormatError, match="is not a regular file") as caught:
+            call()
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+        assert "python -m lenet_course data" in str(caught.value)
+
+
+def deny(monkeypatch: pytest.MonkeyPatch, method: str, inside: Path) -> None:
+    """Path.<method> raises PermissionError under ``inside``, as chmod would for a user (tests
+    run as root, whom chmod does not stop)."""
+    real = getattr(Path, method)
+
+    def denied(self: Path, *args, **kwargs):
+        if str(self).startswith(f"{inside}/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, denied)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_an_unreadable_file_gives_one_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gz: bool
+) -> None:
+    write_split(tmp_path, gz=gz)
+    deny(monkeypatch, "open", tmp_path)
+    path = Path(f"{raw_file(tmp_path, 'train-images-idx3-ubyte')}{'.gz' if gz else ''}")
+    calls = [lambda: read_idx(path), lambda: load_dataset("fashion-mnist", root=tmp_path)]
+    calls += [lambda: data.ensure_dataset("fashion-mnist", tmp_path)] if gz else []  # the MD5
+    for call in calls:
+        with pytest.raises(DatasetFormatError) as caught:
+            call()
+        assert str(caught.value) == f"{path}: permission denied; make it readable"
+
+
+def test_an_unreadable_folder_gives_one_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_split(tmp_path)
+    folder = tmp_path / "FashionMNIST" / "raw"
+    deny(monkeypatch, "stat", folder)  # a folder without x permission: stat fails inside it
+    for call in (lambda: data.missing_files("fashion-mnist", tmp_path),
+                 lambda: data.ensure_dataset("fashion-mnist", tmp_path),
+                 lambda: load_dataset("fashion-mnist", root=tmp_path, download=False)):
+        with pytest.raises(DatasetNotFoundError) as caught:
+            call()
+        assert str(caught.value) == f"{folder}: permission denied; make it readable"
+
+
+def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """torchvision's real MNIST class, its network call failing at once; returns the URLs tried."""
+    import torchvision.datasets.mnist as mnist
+
+    tried = []
+
+    def no_network(url: str, *args, **kwargs) -> None:
+        tried.append(url)
+        raise URLError("no network")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", no_network)
+    return tried
+
+
+def test_a_failed_download_leaves_no_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried = offline_torchvision(monkeypatch)
+    root = tmp_path / "new" / "data"
+    with pytest.raises(DatasetNotFoundError, match="no network") as caught:
+        data.ensure_dataset("mnist", root)
+    assert tried and "\n" not in str(caught.value)  # torchvision's error has several lines
+    assert list(tmp_path.iterdir()) == []  # new/data/MNIST/raw made by torchvision: all gone
+    (root / "MNIST").mkdir(parents=True)  # a folder that was there before stays
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetNotFoundError):
+        data.ensure_dataset("mnist", root)
+    assert sorted(p.name for p in root.rglob("*")) == ["MNIST", "notes.txt"]
+
+
+def test_a_failed_download_into_the_repository_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offline_torchvision(monkeypatch)
+    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "repo" / "data")):
+        load_dataset("mnist")
+    assert list((tmp_path / "repo").iterdir()) == []
+
+
+def test_the_missing_files_message_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_dataset("mnist", root=tmp_path, download=False)
+    assert "\n" not in str(caught.value) and "4 of 4 files missing" in str(caught.value)
 
 
 # --- ImageSet, split ------------------------------------------------------------------------------

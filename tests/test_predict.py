@@ -4,6 +4,7 @@ the ``predict`` command."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from lenet_course.data import CLASS_NAMES, ImageSet, prepare_images
 from lenet_course.models import build_model
 from lenet_course.predict import (
     ImageFileError,
+    Prediction,
     background_level,
     class_probabilities,
     convert_image,
@@ -302,6 +304,109 @@ def test_unreadable_files_get_one_line_errors(tmp_path, name, content, reason):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageFileError, match="is a folder"):
         load_image(tmp_path)
+
+
+FIFO_SCRIPT = """
+import os, sys
+from pathlib import Path
+from lenet_course.predict import ImageFileError, load_image
+fifo = Path(sys.argv[1])
+os.mkfifo(fifo)
+try:
+    load_image(fifo)
+except ImageFileError as error:
+    print(error)
+"""
+
+
+def test_a_fifo_or_device_is_refused_at_once_never_opened(tmp_path, monkeypatch):
+    """Opening a FIFO waits for a writer forever: load_image must refuse it without opening it."""
+    fifo = tmp_path / "picture.png"
+    result = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(fifo)], timeout=20,
+                            capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout == f"{fifo}: is a FIFO or device, not an image file\n", result.stderr
+
+    def opened(*args, **kwargs):
+        raise AssertionError("the file was opened")
+
+    monkeypatch.setattr(Image, "open", opened)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ImageFileError, match="is a FIFO or device, not an image file"):
+            load_image(path)
+
+
+def test_a_fifo_among_pictures_gets_its_error_and_the_others_are_predicted(
+    checkpoint, tmp_path, monkeypatch
+):
+    paths = write_pictures(tmp_path)[:2] + [tmp_path / "fifo.png"]
+    os.mkfifo(paths[2])
+    real_open = Image.open
+
+    def guarded(path, *args, **kwargs):  # fail, rather than wait forever, if the FIFO is opened
+        assert str(path) != str(paths[2]), "the FIFO was opened"
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", guarded)
+    predictions = predict_files(checkpoint, paths)
+    assert [p.error is None for p in predictions] == [True, True, False]
+    assert predictions[2].error == f"{paths[2]}: is a FIFO or device, not an image file"
+
+
+def test_an_unreadable_image_names_the_fix(tmp_path, monkeypatch):
+    """As root chmod stops nothing: the open that Pillow makes raises PermissionError instead."""
+    import builtins
+
+    path = tmp_path / "p.png"
+    Image.fromarray(glyph()).save(path)
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(ImageFileError) as caught:
+        load_image(path)
+    assert str(caught.value) == f"{path}: permission denied; make it readable (chmod a+r)"
+
+
+def test_nan_probabilities_become_that_files_error(checkpoint, tmp_path, monkeypatch):
+    """A file whose probabilities are NaN or infinite is reported, not printed as NaN numbers."""
+    import lenet_course.predict as predict
+
+    paths = write_pictures(tmp_path)[:2]
+    real = predict.class_probabilities
+
+    def second_is_nan(*args, **kwargs):
+        probabilities = real(*args, **kwargs)
+        probabilities[1, 3] = float("nan")
+        return probabilities
+
+    monkeypatch.setattr(predict, "class_probabilities", second_is_nan)
+    first, second = predict_files(checkpoint, paths)
+    assert first.error is None and len(first.top) == 3
+    assert second.error == f"{paths[1]}: the model gives NaN or infinite probabilities; retrain it"
+    assert second.top == [] and str(second) == f"error: {second.error}"
+    json.dumps([first.to_json(), second.to_json()], allow_nan=False)
+
+
+def test_a_model_that_overflows_gives_errors_not_nan(checkpoint, tmp_path, capsys):
+    model = model_from_checkpoint(checkpoint)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1e30)  # the scores overflow to +-inf: softmax gives NaN
+    paths = write_pictures(tmp_path)[:2]
+    predictions = predict_files(checkpoint, paths, model=model)
+    assert all("NaN or infinite probabilities" in p.error for p in predictions)
+    answer = json.loads(json.dumps([p.to_json() for p in predictions], allow_nan=False))
+    assert [set(item) for item in answer] == [{"path", "error"}] * 2
+
+
+def test_to_json_is_always_valid_json():
+    prediction = Prediction("x.png", [("a", float("nan")), ("b", float("inf")), ("c", 0.25)])
+    answer = json.loads(json.dumps(prediction.to_json(), allow_nan=False))
+    assert [t["probability"] for t in answer["top"]] == [None, None, 0.25]
 
 
 def test_top_classes_checks_k():

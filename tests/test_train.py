@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lenet_course import train as train_module
-from lenet_course.checkpoint import HISTORY_COLUMNS, History, load_checkpoint
+from lenet_course.checkpoint import HISTORY_COLUMNS, CheckpointError, History, load_checkpoint
 from lenet_course.config import RECIPES, TrainConfig, learning_rate_at
 from lenet_course.data import ImageSet, load_dataset, normalization_for, prepare_images
 from lenet_course.models import build_model
@@ -18,6 +19,7 @@ from lenet_course.train import (
     TrainingDivergedError,
     check_settings,
     cpu_threads,
+    epoch_permutation,
     evaluate,
     fit,
     seed_everything,
@@ -161,6 +163,12 @@ def test_bad_settings_name_the_value(tiny):
         ({"optimizer": "sdlm"}, "sdlm.*LeNet5_1998"),
         ({"label_smoothing": 1.0}, "label_smoothing=1.0"),
         ({"batch_size": 0}, "batch_size=0"),
+        ({"seed": 2**63}, "seed=9223372036854775808; use 0 <= seed < 2\\*\\*63"),
+        ({"seed": -1}, "seed=-1"),
+        ({"lr": 1e300}, r"lr=1e\+300; use 0 < lr <= 1e15"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"weight_decay": float("inf")}, "weight_decay=inf"),
+        ({"momentum": float("nan")}, "momentum=nan"),
     ):
         with pytest.raises(ValueError, match=match):
             fit(model, tiny, QUIET.replace(**kwargs))
@@ -179,6 +187,31 @@ def test_a_diverging_run_names_epoch_and_step_and_suggests_a_lower_lr(tiny):
     message = str(caught.value)
     assert "epoch 1, step " in message
     assert "Lower the learning rate" in message and "lr=1e+11" in message
+
+
+class ExplodingLoss(nn.Sequential):
+    """A model whose third step's loss is a million times the first: finite, but exploded."""
+
+    steps = 0
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        return F.cross_entropy(outputs, targets) * (1e6 if self.steps == 3 else 1.0)
+
+
+def test_a_loss_that_explodes_without_becoming_nan_is_divergence(tiny):
+    """Rule: a finite step loss above 1000 x max(1, the epoch's first step loss) diverges."""
+    seed_everything(0)
+    model = ExplodingLoss(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 3 of 8: the loss became "
+                                                    r"[0-9.]+e\+06 \(learning rate"):
+        fit(model, tiny, QUIET.replace(epochs=1, lr=1e-9, batch_size=64))
+    assert all(p.isfinite().all() for p in model.parameters())  # nothing NaN: only the loss
+
+
+def test_the_largest_seed_shuffles():
+    assert sorted(epoch_permutation(10, 2**63 - 1, 7).tolist()) == list(range(10))
+    assert torch.equal(epoch_permutation(10, 3, 1), epoch_permutation(10, 3, 1))
 
 
 def test_thread_policy(monkeypatch):
@@ -276,9 +309,27 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(tiny, tmp_
     assert resumed.column("test_accuracy") == full.column("test_accuracy")
     assert load_checkpoint(path)["epoch"] == 3
 
-    with pytest.raises(ValueError, match="cannot resume.*lr=0.05.*lr=0.1"):
+    with pytest.raises(ValueError, match="cannot resume.*lr=0.05.*lr=0.1.*use the same --lr"):
         fit(small_mlp(dropout=0.3), tiny, settings.replace(lr=0.1), checkpoint=path,
             resume=True)
+
+
+def test_resume_refuses_other_training_data_and_a_damaged_state(fashion, tmp_path):
+    """Same size, same settings, other images: the checksum of the training data differs."""
+    path, settings = tmp_path / "checkpoint.pt", QUIET.replace(epochs=2, lr=0.05, threads=1)
+    first, second = fashion[0].subset(slice(0, 256)), fashion[0].subset(slice(256, 512))
+    fit(small_mlp(), first, settings.replace(epochs=1), checkpoint=path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="cannot resume.*train_data=.*--dataset/--train-subset"):
+        fit(small_mlp(), second, settings, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="dataset='fashion-mnist' but this run has dataset='mn"):
+        fit(small_mlp(), (first.images, first.labels), settings, checkpoint=path, resume=True)
+    assert path.read_bytes() == before  # refused before any epoch
+    state = torch.load(path, weights_only=True)
+    state["rng"]["torch"] = torch.zeros(3)  # not a generator state
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="is damaged: its saved state cannot be restored"):
+        fit(small_mlp(), first, settings, checkpoint=path, resume=True)
 
 
 # --- plots ---------------------------------------------------------------------------------------
