@@ -53,7 +53,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--nbval-cell-timeout=900 $(PYTEST_ARGS)
 
-# Notebook 05's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
+# Notebook 06's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
 train: data
 	$(PY) -m lenet_course train --recipe modern --pooling max --out runs/train $(TRAIN_ARGS)
 

@@ -7,7 +7,7 @@ re-estimated on 500 images before each pass, one example at a time; the MAP loss
 input with background -0.1 and ink 1.175.  The weights start from ``--init``:
 ``efficient-backprop`` (standard deviation 1/sqrt(F_i), LeCun et al., "Efficient BackProp",
 1998; the default, from which SDLM trains) or ``paper`` (+/-2.4/F_i as Appendix A prints it,
-from which it does not; notebook 07, section 4).
+from which it does not; notebook 08, section 4).
 
 It prints one line per pass and, at the end, a markdown table for ``RESULTS.md``.  On one
 2-core CPU thread a pass takes 2-3 minutes, so the 20 passes take about an hour.

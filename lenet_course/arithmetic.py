@@ -207,7 +207,7 @@ def windows_of(model: nn.Module, axis: int = 0) -> list[Window]:
     return windows
 
 
-# --- the explorer's state: what notebook 01's widgets show, testable without a browser ----------
+# --- the explorer's state: what notebook 02's widgets show, testable without a browser ----------
 
 
 @dataclass(frozen=True)

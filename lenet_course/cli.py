@@ -316,7 +316,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def reproduction_command(epochs: int, seed: int = 0, train_subset: int | None = None,
                          out: str = "runs/lenet5-1998") -> list[str]:
-    """The command line of notebook 07's reproduction: the "lenet5-1998" recipe on MNIST."""
+    """The command line of notebook 08's reproduction: the "lenet5-1998" recipe on MNIST."""
     subset = [] if train_subset is None else ["--train-subset", str(train_subset)]
     return ["python", "-m", "lenet_course", "train", "--model", "lenet5-1998", "--dataset", "mnist",
             "--recipe", "lenet5-1998", "--epochs", str(epochs), "--seed", str(seed), *subset,

@@ -66,8 +66,8 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-#: The course's recipes.  "classic": d2l's train_ch6 for its LeNet.  "modern": notebook 05's
-#: (Nesterov momentum, one-cycle, label smoothing).  "lenet5-1998": how notebook 07 trains the
+#: The course's recipes.  "classic": d2l's train_ch6 for its LeNet.  "modern": notebook 06's
+#: (Nesterov momentum, one-cycle, label smoothing).  "lenet5-1998": how notebook 08 trains the
 #: 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one example at a time.
 RECIPES: dict[str, TrainConfig] = {
     "classic": TrainConfig(epochs=10, batch_size=256, lr=0.9),

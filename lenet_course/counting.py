@@ -1,4 +1,4 @@
-"""Counting a network (notebook 02): parameters, multiply-adds and the 1998 paper's connections,
+"""Counting a network (notebook 03): parameters, multiply-adds and the 1998 paper's connections,
 by formula layer by layer, and on a real model (:func:`count_parameters`, :func:`trace_shapes`)."""
 
 from __future__ import annotations

@@ -278,8 +278,8 @@ def conv_explorer(page: Any) -> tuple[Any, Any]:
 
 
 def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
-    """Notebook 01 runs in JupyterLab; the stride slider changes the displayed output size."""
-    path = notebook("01_")
+    """Notebook 02 runs in JupyterLab; the stride slider changes the displayed output size."""
+    path = notebook("02_")
     cells = len(nbformat.read(path, as_version=4).cells)
     page, blocked = new_page(browser, jupyterlab.url)
     page.goto(f"{jupyterlab.url}/lab/tree/{path.name}?token={jupyterlab.token}")
@@ -344,7 +344,7 @@ def test_book_in_browser(browser: Any, built_book: Path) -> None:
     """The index shows the title and the TOC; the training chapter shows its title and a figure."""
     title = yaml.safe_load((REPO / "book" / "_config.yml").read_text())["title"]
     chapters = sorted(NOTEBOOKS.glob("*.ipynb"))
-    training = notebook("05_")
+    training = notebook("06_")
     page, blocked = new_page(browser, "file://")
     page.goto((built_book / "index.html").as_uri())
     page.wait_for_url(re.compile(r"/intro\.html$"))  # index.html redirects to the first page
@@ -380,9 +380,9 @@ def test_book_in_browser(browser: Any, built_book: Path) -> None:
 
 
 def test_book_widgets_and_maths_work_offline(browser: Any, built_book: Path) -> None:
-    """Notebook 01's page, with every network request refused: the explorer's stored sliders
+    """Notebook 02's page, with every network request refused: the explorer's stored sliders
     show the saved values, its picture is drawn, and MathJax typesets the formulas."""
-    arithmetic = notebook("01_")
+    arithmetic = notebook("02_")
     page, blocked = new_page(browser, "file://")
     failed: list[str] = []
     page.on("requestfailed", lambda request: failed.append(request.url))

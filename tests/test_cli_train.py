@@ -184,7 +184,7 @@ def test_reproduction_command_is_the_notebooks_recipe():
         "lenet5-1998", "mnist", 500, "somewhere"
     )
     assert config_from_args(args) == RECIPES["lenet5-1998"].replace(epochs=20, seed=3, **RUNTIME)
-    notebook = json.loads((REPO / "notebooks" / "07_lenet5_1998_on_mnist.ipynb").read_text())
+    notebook = json.loads((REPO / "notebooks" / "08_lenet5_1998_on_mnist.ipynb").read_text())
     (parameters,) = [
         "".join(cell["source"])
         for cell in notebook["cells"]

@@ -1,5 +1,5 @@
 """Tests of ``lenet_course.lenet1998``: LeNet-5 as published in 1998, its initialisation, and the
-variants of notebook 07's ablation."""
+variants of notebook 08's ablation."""
 
 from __future__ import annotations
 

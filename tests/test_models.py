@@ -310,7 +310,7 @@ def test_relu_d2l_weights_in_a_sigmoid_model_are_a_different_network() -> None:
 @pytest.mark.parametrize("name", ["v1", "v2", "v3", "classic", "lenet5-1998"])
 @pytest.mark.parametrize("pooling", ["avg", "max"])
 def test_whole_models_pickle(name: str, pooling: str) -> None:
-    """torch.save(model) works for every course model (the tutorials' pattern that notebook 06
+    """torch.save(model) works for every course model (the tutorials' pattern that notebook 07
     shows being refused by weights_only=True must first be possible)."""
     import io
 

@@ -179,7 +179,7 @@ def test_sdlm_for_estimates_on_the_given_images() -> None:
 def test_sdlm_trains_from_efficient_backprop_weights_not_from_the_printed_ones(
     real_data_root: Path,
 ) -> None:
-    """Notebook 07, section 4: the paper's update, one example at a time, on real digits."""
+    """Notebook 08, section 4: the paper's update, one example at a time, on real digits."""
     from lenet_course.data import load_dataset, normalization_for, prepare_images
 
     train = load_dataset("mnist", "train", root=real_data_root)

@@ -1,4 +1,4 @@
-"""Notebooks 01 (convolution arithmetic) and 02 (counting) run with other parameters, and what
+"""Notebooks 02 (convolution arithmetic) and 03 (counting) run with other parameters, and what
 they record is what the package and PyTorch say.  No data set is needed."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def _valid(size_function, *arguments) -> bool:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_notebook_01_with_a_small_grid(run_notebook) -> None:  # type: ignore[no-untyped-def]
-    values = run_notebook("01_convolution_arithmetic.ipynb", max_size=5, max_kernel=4)
+def test_notebook_02_with_a_small_grid(run_notebook) -> None:  # type: ignore[no-untyped-def]
+    values = run_notebook("02_convolution_arithmetic.ipynb", max_size=5, max_kernel=4)
     assert values["max_size"] == 5  # the parameters reached the notebook
 
     # The notebook counted, with PyTorch, the configurations it accepts; count them here with
@@ -58,8 +58,8 @@ def test_notebook_01_with_a_small_grid(run_notebook) -> None:  # type: ignore[no
 
 
 @pytest.mark.slow
-def test_notebook_02_with_another_batch_size(run_notebook) -> None:  # type: ignore[no-untyped-def]
-    values = run_notebook("02_counting_parameters.ipynb", batch_size=3)
+def test_notebook_03_with_another_batch_size(run_notebook) -> None:  # type: ignore[no-untyped-def]
+    values = run_notebook("03_counting_parameters.ipynb", batch_size=3)
     assert values["batch_size"] == 3
     assert values["modern_parameters"] == 61_706
     assert values["modern_multiply_adds"] == 416_520
