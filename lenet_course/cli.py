@@ -100,11 +100,13 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     parser.add_argument("--no-invert", action="store_true",
                         help="never invert (default: invert pictures whose border is light)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu",
+                        help="where the model runs (default: cpu)")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(checkpoint)
+    device, checkpoint = resolve_device(args.device), load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint).to(device)
     if args.top_k > (classes := len(checkpoint["class_names"])):
         args.parser.error(f"--top-k {args.top_k}: the model has {classes} classes")
     predictions = predict_files(checkpoint, args.images, top_k=args.top_k, model=model,
@@ -138,9 +140,8 @@ def _recipe_default(name: str) -> str:
     """``modern: 12; lenet5-1998: 6``: the defaults ``--help`` shows, read from the recipes."""
     shown = {recipe: str(getattr(RECIPES[recipe], name)).replace("None", "none")
              for recipe in ("modern", "lenet5-1998")}
-    if len(set(shown.values())) == 1:
-        return f"default: {shown['modern']}"
-    return "default: " + "; ".join(f"{recipe}: {value}" for recipe, value in shown.items())
+    each = "; ".join(f"{recipe}: {value}" for recipe, value in shown.items())
+    return f"default: {shown['modern'] if len(set(shown.values())) == 1 else each}"
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +182,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run in --out (its files go before the first epoch)")
     for flag, help_text in (("--bf16", "bfloat16 autocast"), ("--compile", "torch.compile"),
-                            ("--cuda-graphs", "CUDA graphs (CUDA only)")):
+                            ("--cuda-graphs", "the whole step as one CUDA graph (CUDA only)")):
         parser.add_argument(flag, action="store_true", help=help_text)
     parser.add_argument("--tensorboard", metavar="DIR", help="also log to TensorBoard in DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -201,14 +202,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     runtime = {k: vars(args)[k] for k in ("device", "threads", "bf16", "compile", "cuda_graphs",
                                           "tensorboard")}
     return RECIPES[recipe].replace(**changes, **runtime, progress=not args.no_progress)
-
-
-def _load_sets(args: argparse.Namespace, seed: int) -> tuple[Any, Any, Any]:
-    train, test = (load_dataset(args.dataset, split, root=args.root) for split in ("train", "test"))
-    train, validation = (split_train_validation(train, args.validation, seed=seed)
-                         if args.validation else (train, None))
-    return (random_subset(train, args.train_subset, seed), validation,
-            random_subset(test, args.test_subset, seed))
 
 
 def _check_out(args: argparse.Namespace) -> Path:
@@ -260,7 +253,11 @@ def _run_train(args: argparse.Namespace) -> int:
         load_checkpoint(checkpoint)
     lock = _lock(out)
     try:
-        train, validation, test = _load_sets(args, config.seed)
+        train, test = (load_dataset(args.dataset, s, root=args.root) for s in ("train", "test"))
+        train, validation = (split_train_validation(train, args.validation, seed=config.seed)
+                             if args.validation else (train, None))
+        train = random_subset(train, args.train_subset, config.seed)
+        test = random_subset(test, args.test_subset, config.seed)
         for name in RUN_FILES if args.overwrite else ():  # before any epoch: never two runs
             (out / name).unlink(missing_ok=True)
         history = fit(model, train, config, test=test, validation=validation,
@@ -294,8 +291,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
+    device, checkpoint = resolve_device(args.device), load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint)
     dataset = args.dataset or checkpoint["dataset"]
     if dataset is None:

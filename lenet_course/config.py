@@ -35,7 +35,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for the CPU (faster there), off on CUDA
     bf16: bool = False  # bfloat16 autocast (CUDA)
     compile: bool = False  # torch.compile the model
-    cuda_graphs: bool = False  # torch.compile(mode="reduce-overhead"): CUDA graphs (CUDA)
+    cuda_graphs: bool = False  # CUDA: each whole training step replayed as one CUDA graph
     eval_batch_size: int = 1000
     progress: bool = True  # a tqdm bar
     tensorboard: str | None = None  # a log folder for TensorBoard (needs the tensorboard package)

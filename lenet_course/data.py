@@ -337,8 +337,7 @@ def prepare_images(images: torch.Tensor, input_spec: InputSpec,
     pad, odd = divmod(size - side, 2)
     if pad < 0 or odd:
         raise ValueError(f"cannot pad {side}x{side} images evenly to input_spec.size={size}")
-    if pad:
-        images = torch.nn.functional.pad(images, (pad, pad, pad, pad), value=0)
+    images = torch.nn.functional.pad(images, (pad, pad, pad, pad), value=0) if pad else images
     if kind == "paper":  # background 0 -> -0.1, foreground 255 -> 1.175, linearly
         scale, shift = (PAPER_FOREGROUND - PAPER_BACKGROUND) / 255.0, PAPER_BACKGROUND
     else:

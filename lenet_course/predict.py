@@ -71,11 +71,6 @@ def background_level(gray: np.ndarray) -> float:
     return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
 
 
-def should_invert(gray: np.ndarray) -> bool:
-    """True when the background is light (border median > 127): the data sets have black ones."""
-    return background_level(gray) > LIGHT_BACKGROUND
-
-
 @dataclass
 class ConvertedImage:
     """An image as the model reads it (``pixels``: 28 x 28 uint8, black background) and how."""
@@ -110,13 +105,12 @@ def convert_image(image: Image.Image | np.ndarray | PathLike, *, invert: bool | 
     """A picture as ``dataset`` lays out its 28 x 28 uint8 images (``invert=None``: if light)."""
     if dataset not in LAYOUTS:
         raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image)
+    image = load_image(image) if isinstance(image, (str, os.PathLike)) else image
     gray = to_grayscale(image) if isinstance(image, Image.Image) else np.asarray(image)
     if gray.dtype != np.uint8 or gray.ndim != 2:
         raise ValueError(f"expected an H x W uint8 array, got {gray.dtype} {gray.shape}")
     background = background_level(gray)
-    inverted = should_invert(gray) if invert is None else bool(invert)
+    inverted = background > LIGHT_BACKGROUND if invert is None else bool(invert)  # data: black
     values = 255.0 - gray.astype(np.float64) if inverted else gray.astype(np.float64)
     level = 255.0 - background if inverted else background
     if level <= LIGHT_BACKGROUND:  # a dark background: make it exactly black, as in the data

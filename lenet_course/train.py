@@ -1,7 +1,8 @@
 """Training: one loop over device-resident tensors, with history, checkpoints and resume.
 
 Fast because the data set moves to the device once, a batch is a slice of a per-epoch permutation,
-and the loss and correct count stay on the device until the epoch ends (no host waits)."""
+and the loss and correct count stay on the device until the epoch ends (no host waits).  On CUDA,
+``cuda_graphs=True`` records the whole step as one CUDA graph: one launch per step, not dozens."""
 
 from __future__ import annotations
 
@@ -59,11 +60,9 @@ def available_cores() -> int:
 
 def cpu_threads(threads: int | None = None) -> int | None:
     """CPU threads for training: ``threads``, else 1 with <= 2 cores (benchmarks/), else None."""
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads={threads}; use a positive number, or None for the default")
-        return threads
-    return 1 if available_cores() <= 2 else None
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads}; use a positive number, or None for the default")
+    return threads or (1 if available_cores() <= 2 else None)
 
 
 @contextlib.contextmanager
@@ -113,8 +112,7 @@ def _on_device(data: Any, what: str, run: _Run) -> tuple[torch.Tensor, torch.Ten
     """The whole set, prepared for the model, on the run's device (once)."""
     images, labels = images_and_labels(data, what)
     x = prepare_images(images.to(run.device), run.spec, run.normalization)
-    if run.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last) if run.channels_last else x
     return x, labels.to(run.device)
 
 
@@ -145,6 +143,7 @@ class _Run:
     sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     optimizer: torch.optim.Optimizer = field(init=False)
     runner: Callable[[torch.Tensor], torch.Tensor] = field(init=False)  # the model, or compiled
+    graphed: _Graphed | None = None  # the CUDA graphs of cuda_graphs=True
 
     @property
     def steps(self) -> int:
@@ -155,7 +154,8 @@ class _Run:
         return learning_rate_at(c.schedule, c.lr, step, self.steps, c.epochs * self.steps)
 
     def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16,
+                              cache_enabled=False)  # no cache: a CUDA graph may record it
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         own = getattr(self.model, "loss", None)  # LeNet-5 (1998) has its MAP loss
@@ -193,8 +193,6 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
                 group["lr"] = run.lr_at(epoch * run.steps + step)
         index = order[step * c.batch_size : (step + 1) * c.batch_size]
         xb, yb = x[index], y[index]  # a slice of the permutation: one gather
-        if c.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         with run.autocast():
             outputs = run.runner(xb)
             loss = run.loss(outputs, yb)
@@ -205,6 +203,77 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
         correct += (run.scores(outputs.detach()).argmax(1) == yb).sum()
         on_step()
     return losses, correct
+
+
+class _Graphed:
+    """The fast path's CUDA graphs and the device tensors that they read and write."""
+
+    def __init__(self, run: _Run) -> None:
+        lrs, device = [run.lr_at(step) for step in range(run.config.epochs * run.steps)], run.device
+        self.order = torch.arange(len(run.y), device=device)  # the epoch's permutation
+        self.step = torch.zeros(1, dtype=torch.long, device=device)  # each replay adds 1
+        self.lrs = torch.tensor(lrs, device=device)  # every step's rate, copied into lr
+        self.lr, self.losses = torch.zeros((), device=device), torch.zeros(run.steps, device=device)
+        self.correct = torch.zeros(run.steps, dtype=torch.long, device=device)  # per step
+        self.graphs: dict[int, Any] = {}  # batch size -> the graph of graph_step
+
+
+def graph_step(run: _Run, size: int) -> None:
+    """The step a CUDA graph records: device tensors only, read at the step counter (no sync)."""
+    g = run.graphed
+    within = g.step % run.steps
+    index = g.order[within * run.config.batch_size + torch.arange(size, device=run.device)]
+    xb, yb = run.x[index], run.y[index]
+    g.lr.copy_(g.lrs[g.step][0])
+    with run.autocast():
+        outputs = run.model(xb)
+        loss = run.loss(outputs, yb)
+    loss.backward()
+    run.optimizer.step()
+    g.losses.index_copy_(0, within, loss.detach().float().view(1))
+    g.correct.index_copy_(0, within, (run.scores(outputs.detach()).argmax(1) == yb).sum().view(1))
+    g.step += 1
+
+
+def replay_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torch.Tensor, ...]:
+    """:func:`train_epoch` on the fast path: a replay of the recorded step per batch."""
+    g, n, batch = run.graphed, len(run.y), run.config.batch_size
+    g.order.copy_(epoch_permutation(n, run.config.seed, epoch))
+    g.step.fill_(epoch * run.steps)
+    for step in range(run.steps):
+        g.graphs[min(batch, n - step * batch)].replay()
+        on_step()
+    return g.losses, g.correct.sum()
+
+
+def capture(run: _Run) -> None:
+    """Record the step as CUDA graphs (one per batch size: full, last) by PyTorch's recipe: warm up
+    on a side stream, capture with the gradients set to None, the rate read from a tensor (fused
+    SGD, capturable Adam).  The warm-up's changes to weights and optimiser are undone in place."""
+    g, opt, n, batch = _Graphed(run), run.optimizer, len(run.y), run.config.batch_size
+    flag, plain = "fused" if run.config.optimizer == "sgd" else "capturable", opt.param_groups
+    opt.param_groups = [{**group, "lr": g.lr, flag: True} for group in plain]  # while capturing
+    for state in opt.state.values():  # a resumed Adam's step count is on the CPU
+        state.update({k: v.to(run.device) for k, v in state.items()})
+    weights = {k: v.clone() for k, v in run.model.state_dict().items()}
+    saved = {(id(p), k): v.clone() for p, s in opt.state.items() for k, v in s.items()}
+    sizes, run.graphed = dict.fromkeys((min(batch, n), n - (run.steps - 1) * batch)), g
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # cuDNN, cuBLAS and the optimiser state start outside a graph
+        for size in [*sizes, *sizes]:
+            g.step.zero_()
+            graph_step(run, size)
+    torch.cuda.current_stream().wait_stream(side)
+    for size in sizes:
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(g.graphs.setdefault(size, torch.cuda.CUDAGraph())):
+            graph_step(run, size)
+    opt.param_groups = plain  # the graphs keep what they read; checkpoints get the plain settings
+    run.model.load_state_dict(weights)  # in place: the graphs read these tensors
+    for p, state in opt.state.items():  # zeros: the state of an optimiser that has not stepped
+        for k, v in state.items():
+            v.copy_(saved.get((id(p), k), torch.zeros_like(v)))
 
 
 def end_epoch(run: _Run, epoch: int, trained: tuple[torch.Tensor, ...], start: float) -> dict:
@@ -248,8 +317,10 @@ def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
     """Refuse settings that do not fit ``model`` or this machine; return the device to use."""
     device = resolve_device(config.device)
     name = getattr(model, "config", {}).get("name", type(model).__name__)
-    if config.cuda_graphs and device.type != "cuda":
-        raise ValueError("cuda_graphs=True needs a CUDA device; it does nothing on the CPU")
+    if config.cuda_graphs and (device.type != "cuda" or config.compile
+                               or config.optimizer == "sdlm"):
+        raise ValueError("cuda_graphs=True records each training step as a CUDA graph: it needs a "
+                         "CUDA device (on the CPU, train without it), no compile and no sdlm")
     if config.label_smoothing and callable(getattr(model, "loss", None)):
         raise ValueError(f"label_smoothing={config.label_smoothing} applies to cross-entropy, but "
                          f"{name} has its own loss(); use label_smoothing=0")
@@ -274,9 +345,7 @@ def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, An
     run.sets = {name: _on_device(data, name, run) for name, data in sets.items()
                 if data is not None}
     run.optimizer = make_optimizer(run)
-    run.runner = model
-    if config.cuda_graphs or config.compile:  # reduce-overhead mode replays CUDA graphs
-        run.runner = torch.compile(model, mode="reduce-overhead" if config.cuda_graphs else None)
+    run.runner = torch.compile(model) if config.compile else model
     schedule = config.schedule
     crc = zlib.crc32(run.y.cpu().numpy(), zlib.crc32(images.cpu().contiguous().numpy()))
     run.history.config = {
@@ -349,12 +418,17 @@ def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, te
                                   model=getattr(model, "config", None))
         if resume:
             _resume(run, checkpoint)  # type: ignore[arg-type]
+        if config.cuda_graphs:  # after resuming: the graphs read the resumed tensors
+            start = time.perf_counter()
+            capture(run)
+            run.history.config["capture_seconds"] = time.perf_counter() - start
         with tqdm(total=config.epochs * run.steps, initial=len(run.history) * run.steps,
                   unit="batch", disable=not config.progress,
                   desc=f"{type(model).__name__} on {device.type}") as bar:
             for epoch in range(len(run.history), config.epochs):
                 start = time.perf_counter()
-                record = end_epoch(run, epoch, train_epoch(run, epoch, bar.update), start)
+                trained = (replay_epoch if run.graphed else train_epoch)(run, epoch, bar.update)
+                record = end_epoch(run, epoch, trained, start)
                 run.history.epochs.append(record)
                 bar.set_postfix(_postfix(record), refresh=True)
                 for key, value in record.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -178,6 +179,116 @@ def test_bad_settings_name_the_value(tiny):
         fit(model, tiny, QUIET, resume=True)
     with pytest.raises(TypeError, match="uint8"):
         fit(model, (tiny.images.float(), tiny.labels), QUIET)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_step_a_cuda_graph_records_trains_as_the_plain_loop(tiny, optimizer):
+    """graph_step (what cuda_graphs=True records, run eagerly here on the CPU): the batch gathered
+    at the step counter, the rate read from a tensor, loss and correct count written by index,
+    gives the plain loop's weights, loss and accuracy (a full and a shorter last batch)."""
+    extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
+    config = QUIET.replace(epochs=2, batch_size=200, lr=0.05 if optimizer == "sgd" else 3e-3,
+                           optimizer=optimizer, schedule="onecycle", weight_decay=5e-4, **extra)
+    seed_everything(0)
+    plain = build_model("v1")
+    history = fit(plain, tiny, config)
+    seed_everything(0)
+    run = train_module._setup(build_model("v1"), tiny, config, {})
+    g = run.graphed = train_module._Graphed(run)
+    for group in run.optimizer.param_groups:
+        group["lr"] = g.lr  # as capture() does: the optimiser reads its rate from the tensor
+    for epoch in range(2):
+        g.order.copy_(epoch_permutation(512, 0, epoch))
+        g.step.fill_(epoch * run.steps)
+        for step in range(run.steps):  # batches of 200, 200 and 112
+            run.optimizer.zero_grad(set_to_none=True)
+            train_module.graph_step(run, min(200, 512 - 200 * step))
+    assert g.step.item() == 2 * run.steps == 6
+    assert g.lr.item() == pytest.approx(run.lr_at(5))
+    sizes = torch.tensor([200.0, 200.0, 112.0])
+    assert float((g.losses * sizes).sum() / 512) == pytest.approx(history.last["train_loss"],
+                                                                  rel=1e-5)
+    assert int(g.correct.sum()) / 512 == history.last["train_accuracy"]
+    for name, value in plain.state_dict().items():
+        assert torch.allclose(run.model.state_dict()[name], value, rtol=1e-5, atol=1e-6), name
+
+
+class FakeGraph:
+    """torch.cuda.CUDAGraph's stand-in on the CPU: "capturing" notes the step (which also runs,
+    like a warm-up step: capture() undoes those), and each replay runs that step again, eagerly,
+    with the optimiser settings of the capture (the rate tensor, fused SGD), as a graph would."""
+
+    recording: FakeGraph | None = None
+
+    def replay(self) -> None:
+        run, size, groups = self.step
+        plain, run.optimizer.param_groups = run.optimizer.param_groups, groups
+        run.optimizer.zero_grad(set_to_none=True)  # a recorded backward writes fresh gradients
+        self.graph_step(run, size)
+        run.optimizer.param_groups = plain
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """The fast path's CUDA calls stood in for on the CPU, to check its logic here: capture(),
+    replay_epoch() and fit()'s use of them.  tests/test_gpu.py checks the real thing."""
+    graph_step = train_module.graph_step
+
+    def noting_step(run, size):
+        if FakeGraph.recording is not None:
+            FakeGraph.recording.step = (run, size, run.optimizer.param_groups)
+        graph_step(run, size)
+
+    @contextlib.contextmanager
+    def graph(fake):
+        FakeGraph.recording, fake.graph_step = fake, graph_step
+        yield
+        FakeGraph.recording = None
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(train_module, "graph_step", noting_step)
+    monkeypatch.setattr(train_module, "check_settings", lambda model, config: torch.device("cpu"))
+    for name, value in (("CUDAGraph", FakeGraph), ("graph", graph), ("Stream", Stream),
+                        ("current_stream", Stream), ("stream", lambda s: contextlib.nullcontext())):
+        monkeypatch.setattr(torch.cuda, name, value)
+
+
+def test_the_fast_path_trains_as_the_plain_loop_with_stand_ins_for_cuda_graphs(tiny, fake_cuda,
+                                                                               tmp_path):
+    """fit(cuda_graphs=True) with FakeGraph: the warm-up undone, a graph per batch size (200 and
+    the last 112), the plain optimiser settings back after capture (so in the checkpoint)."""
+    config = QUIET.replace(epochs=2, batch_size=200, lr=0.05, momentum=0.9, nesterov=True,
+                           schedule="onecycle", weight_decay=5e-4)
+    seed_everything(0)
+    plain = build_model("v1")
+    plain_history = fit(plain, tiny, config)
+    seed_everything(0)
+    fast = build_model("v1")
+    history = fit(fast, tiny, config.replace(cuda_graphs=True), checkpoint=tmp_path / "c.pt")
+    for key in ("train_loss", "train_accuracy", "lr"):
+        assert history.column(key) == pytest.approx(plain_history.column(key), rel=1e-5), key
+    for name, value in plain.state_dict().items():
+        assert torch.allclose(fast.state_dict()[name], value, rtol=1e-5, atol=1e-6), name
+    assert history.config["capture_seconds"] > 0
+    groups = load_checkpoint(tmp_path / "c.pt")["optimizer"]["param_groups"]
+    assert [(g["lr"], g["fused"]) for g in groups] == [(0.05, None)]
+
+
+def test_a_fast_run_resumes_with_stand_ins_for_cuda_graphs(tiny, fake_cuda, tmp_path):
+    """Capture happens after resuming: the recorded steps read the resumed weights and momentum."""
+    config = QUIET.replace(epochs=3, batch_size=200, lr=0.05, momentum=0.9, cuda_graphs=True)
+    seed_everything(0)
+    straight = build_model("v1")
+    fit(straight, tiny, config)
+    seed_everything(0)
+    resumed = build_model("v1")
+    fit(resumed, tiny, config.replace(epochs=1), checkpoint=tmp_path / "c.pt")
+    fit(resumed, tiny, config, checkpoint=tmp_path / "c.pt", resume=True)
+    for name, value in straight.state_dict().items():
+        assert torch.allclose(resumed.state_dict()[name], value, rtol=1e-5, atol=1e-6), name
 
 
 def test_a_diverging_run_names_epoch_and_step_and_suggests_a_lower_lr(tiny):
