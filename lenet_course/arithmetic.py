@@ -50,6 +50,28 @@ def pool2d_output_size(size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPai
     return (out[0], out[1]) if as_pair else out[0]
 
 
+def conv_transpose2d_output_size(size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
+                                 padding: IntOrPair = 0, output_padding: IntOrPair = 0,
+                                 dilation: IntOrPair = 1) -> IntOrPair:
+    """The output size of ``nn.ConvTranspose2d``: ``(size - 1)*stride - 2*padding + span +
+    output_padding``, an input size from which ``Conv2d`` with the same settings makes ``size``."""
+    axes, as_pair = _pairs(size=size, kernel_size=kernel_size, stride=stride, padding=padding,
+                           output_padding=output_padding, dilation=dilation)
+    out = []
+    for axis, (n, k, s, p, extra, d) in enumerate(axes):
+        problem = _problem(n, k, s, p, d, False, False, same=True)  # no window has to fit
+        length = (n - 1) * s - 2 * p + d * (k - 1) + 1 + extra
+        if problem is None and not 0 <= extra < max(s, d):  # the floor it undoes loses < stride
+            problem = ("output_padding", extra, f"must be >= 0 and smaller than stride={s} or "
+                       f"dilation={d}; use 0 <= output_padding < {max(s, d)}")
+        elif problem is None and length < 1:
+            problem = ("padding", p, f"leaves an output of {length} pixels; use padding <= "
+                       f"{p + (length - 1) // 2}")
+        _refuse(problem, axis, as_pair)
+        out.append(length)
+    return (out[0], out[1]) if as_pair else out[0]
+
+
 # --- checks: a ValueError wherever PyTorch refuses, naming the value and a fix -------------------
 
 
@@ -86,13 +108,17 @@ def _checked(pool: bool, size: Any, kernel: Any, stride: Any, padding: Any, dila
         raise ValueError(f"padding='same' needs stride=1, but stride={stride!r}; give an int "
                          f"padding instead, e.g. padding={tuple(half) if as_pair else half[0]}")
     for axis, values in enumerate(axes):
-        problem = _problem(*values, pool, ceil_mode, same=padding == "same")
-        if problem is not None:  # name it as given: kernel_size, or in width: kernel_size[1]
-            argument, value, why = problem
-            where = f"in {('height', 'width')[axis]}: " if as_pair else ""
-            name = f"{argument}[{axis}]" if argument in as_pair else argument
-            raise ValueError(f"{where}{name}={value} {why}")
+        _refuse(_problem(*values, pool, ceil_mode, same=padding == "same"), axis, as_pair)
     return axes, as_pair
+
+
+def _refuse(problem: tuple[str, int, str] | None, axis: int, as_pair: set[str]) -> None:
+    """Raise the problem, naming the argument as given: kernel_size, or kernel_size[1]."""
+    if problem is not None:
+        argument, value, why = problem
+        where = f"in {('height', 'width')[axis]}: " if as_pair else ""
+        name = f"{argument}[{axis}]" if argument in as_pair else argument
+        raise ValueError(f"{where}{name}={value} {why}")
 
 
 def _problem(n: int, k: int, s: int, p: int, d: int, pool: bool, ceil_mode: bool,

@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
+from matplotlib.patches import Rectangle
 
 from lenet_course.arithmetic import ExplorerState
+from lenet_course.counting import trace_shapes
 from lenet_course.data import ImageSet
 
 
@@ -133,6 +136,55 @@ def plot_cost_breakdown(names: Sequence[str], parameters: Sequence[int],
         ax.set_title(title, fontsize=10)
     axes[0].invert_yaxis()
     return fig
+
+
+_STAGES = (("Conv", "C", "convolutions"), ("Pool", "S", "subsampling"), ("Subsampling", "S",
+           "subsampling"), ("Linear", "F", "full connection"), ("RBF", "F", "Gaussian connections"))
+
+
+def architecture_stages(model: torch.nn.Module,
+                        input_size: int = 28) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape without the batch, operation) of each stage that :func:`trace_shapes` sees:
+    a new shape (not an activation, not a flatten), named as in 1998 (C1, S2, ..., OUTPUT)."""
+    trace = trace_shapes(model, (1, 1, input_size, input_size))
+    stages = [("INPUT", trace.input_shape[1:], "")]
+    for row in trace:
+        shape, previous = row.output_shape[1:], stages[-1][1]
+        if shape == previous or (not row.parameters and np.prod(shape) == np.prod(previous)):
+            continue
+        letter, operation = next(((letter, operation) for key, letter, operation in _STAGES
+                                  if key in row.type), (row.type[0], row.type))
+        stages.append((f"{letter}{len(stages)}", shape, operation))
+    stages[-1] = ("OUTPUT", *stages[-1][1:])
+    return stages
+
+
+def draw_architecture(model: torch.nn.Module, input_size: int = 28,
+                      title: str | None = None) -> tuple[Figure, list[str]]:
+    """The 1998 paper's Figure 2 drawn from ``model``: maps as stacked planes, vectors (and 1x1
+    maps) as columns, each labelled as ``C1: 6@28x28``. Returns the figure and the labels."""
+    fig, ax = _figure(1, 3.0, title=title, pad=0.2)  # its width follows the drawing, below
+    x, unit, step, gap, labels = 0.0, 2.0 / input_size, 0.07, 1.0, []  # unit: one pixel
+    for name, shape, operation in architecture_stages(model, input_size):
+        is_map = len(shape) == 3 and shape[1] > 1
+        planes = min(shape[0], 8) if is_map else 1  # step: the offset between planes
+        width, height = ((shape[2] * unit, shape[1] * unit) if is_map
+                         else (0.12, 0.02 * min(shape[0], 120)))  # a column: 120 units at most
+        for i in range(planes):  # back to front, each a little lower and further right
+            ax.add_patch(Rectangle((x + i * step, -height / 2 + (planes - 1 - i) * step), width,
+                                   height, facecolor="white", edgecolor="black"))
+        labels.append(f"{name}: " + ("{}@{}x{}" if len(shape) == 3 else "{}").format(*shape))
+        ax.text(x + (width + (planes - 1) * step) / 2, 1.4, labels[-1].replace(": ", "\n"),
+                ha="center", fontsize=8)
+        if operation:
+            ax.annotate("", (x - 0.1, -1.4), (x - gap + 0.1, -1.4), arrowprops={"arrowstyle": "->"})
+            ax.text(x - gap / 2, -1.55, operation.replace(" ", "\n"), ha="center", va="top",
+                    fontsize=7)
+        x += width + (planes - 1) * step + gap
+    ax.set(xlim=(-0.1, x - gap + 0.1), ylim=(-2.0, 1.8), aspect="equal")
+    ax.set_axis_off()
+    fig.set_size_inches(0.75 * x, 3.0)
+    return fig, labels
 
 
 def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0,
@@ -289,4 +341,29 @@ def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.
     if any(runs):
         loss_ax.legend(fontsize=8)
     acc_ax.legend(fontsize=8)
+    return fig
+
+
+def show_kernel_view(view: Any) -> Figure:
+    """The kernel explorer's picture (a ``widgets.KernelView``): the image with the window, the
+    element-wise products (their sum is the output), and the output map filled in so far."""
+    fig, (left, middle, right) = _figure(8.4, 2.9, 1, 3)
+    kh, kw = view.kernel.shape
+    left.imshow(view.image.numpy(), cmap="gray")
+    left.add_patch(Rectangle((view.col - 0.5, view.row - 0.5), kw, kh, fill=False, color=_LAST))
+    limit = float(view.products.abs().max()) or 1.0
+    middle.imshow(view.products.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(view.products.numpy()):
+        middle.text(j, i, f"{value + 0:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(value) > 0.6 * limit else "black")
+    reach = float(view.output.nan_to_num().abs().max()) or 1.0
+    unfilled = colormaps["RdBu_r"].with_extremes(bad=_PADDING)  # positions not reached yet
+    right.imshow(view.output.numpy(), cmap=unfilled, vmin=-reach, vmax=reach)
+    right.add_patch(Rectangle((view.col - 0.5, view.row - 0.5), 1, 1, fill=False, color=_LAST))
+    titles = (f"input, window at ({view.row}, {view.col})", "window x kernel",
+              f"output: {view.total:.3f} at ({view.row}, {view.col})")
+    for axes, title in zip((left, middle, right), titles, strict=True):
+        axes.set_title(title, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
     return fig

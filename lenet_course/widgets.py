@@ -1,5 +1,5 @@
 """Explorers: ipywidgets wired to pure functions (``arithmetic.explore_conv``, ``explore_pool``,
-:func:`feature_map_view`) that hold all the logic, so what they show is testable headless."""
+:func:`kernel_view`, :func:`feature_map_view`) that hold all the logic, testable headless."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
+import torch
+import torch.nn.functional as F
 
 from lenet_course import arithmetic
 from lenet_course.data import prepare_images
 from lenet_course.inspect_model import stage_maps
-from lenet_course.plots import conv_windows_svg, figure_html, show_feature_maps, show_images
+from lenet_course.plots import (
+    conv_windows_svg,
+    figure_html,
+    show_feature_maps,
+    show_images,
+    show_kernel_view,
+)
 
 #: Slider descriptions, in order; tests and the browser test find the sliders by these names.
 SLIDERS = ("input size", "kernel size", "stride", "padding", "dilation")
@@ -84,6 +92,64 @@ def pool_explorer(size: int = 7, kernel_size: int = 2, stride: int = 2, padding:
     sliders = _sliders(values, kernel_max=8, padding_max=4)
     sliders["ceil_mode"] = widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False)
     return Explorer(arithmetic.explore_pool, sliders)
+
+
+@dataclass(frozen=True)
+class KernelView:
+    """What the kernel explorer draws: the window under the kernel at (``row``, ``col``), its
+    products with the kernel, their sum, and the output map filled in up to there (NaN after)."""
+
+    image: torch.Tensor
+    kernel: torch.Tensor
+    row: int
+    col: int
+    products: torch.Tensor
+    total: float
+    output: torch.Tensor
+
+    @property
+    def caption(self) -> str:
+        return f"output[{self.row}, {self.col}] = sum of the products = {self.total:.3f}"
+
+
+def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
+    """The pure function behind :func:`kernel_explorer`: one step of a cross-correlation (no
+    padding, stride 1) of a 2-D ``image`` with a 2-D ``kernel``, as ``F.conv2d`` computes it."""
+    image, kernel = torch.as_tensor(image).float(), torch.as_tensor(kernel).float()
+    if image.dim() != 2 or kernel.dim() != 2:
+        raise ValueError(f"image {tuple(image.shape)}, kernel {tuple(kernel.shape)}: use 2-D")
+    (height, width), (kh, kw) = image.shape, kernel.shape
+    rows, cols = height - kh + 1, width - kw + 1
+    if rows < 1 or cols < 1 or not (0 <= row < rows and 0 <= col < cols):
+        raise ValueError(f"row={row}, col={col}: a {kh}x{kw} kernel on a {height}x{width} "
+                         f"image has positions 0..{rows - 1} x 0..{cols - 1}")
+    products = image[row:row + kh, col:col + kw] * kernel
+    full = F.conv2d(image[None, None], kernel[None, None])[0, 0]
+    done = torch.arange(rows * cols).view(rows, cols) <= row * cols + col
+    output = torch.where(done, full, torch.full_like(full, float("nan")))
+    return KernelView(image, kernel, row, col, products, float(products.sum()), output)
+
+
+def kernel_explorer(image: Any, kernels: dict[str, Any], row: int = 0,
+                    col: int = 0) -> widgets.VBox:
+    """Sliders move a kernel (chosen from ``kernels``) over ``image``; the picture shows the
+    window, the products, their sum and the output map filling in (:func:`kernel_view`)."""
+    first = kernel_view(image, next(iter(kernels.values())), row, col)
+    rows, cols = first.output.shape
+    sliders = [widgets.IntSlider(value=value, min=0, max=top - 1, description=name)
+               for name, value, top in (("row", row, rows), ("column", col, cols))]
+    menu = widgets.Dropdown(options=list(kernels), description="kernel")
+    label, picture = widgets.Label(style={"font_weight": "bold"}), widgets.HTML()
+
+    def draw(change: Any = None) -> None:
+        view = kernel_view(image, kernels[menu.value], sliders[0].value, sliders[1].value)
+        label.value = view.caption
+        picture.value = figure_html(show_kernel_view(view), view.caption)
+
+    for control in (*sliders, menu):
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([*sliders, menu]), label, picture])
 
 
 @dataclass(frozen=True)

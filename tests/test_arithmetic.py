@@ -231,6 +231,116 @@ def test_ceil_mode_drops_a_window_that_would_start_in_the_right_padding() -> Non
     assert A.pool2d_output_size(5, 2, ceil_mode=False) == 2
 
 
+# --- conv_transpose2d_output_size ----------------------------------------------------------------
+
+
+def torch_conv_transpose(size: Any, kernel: Any, stride: Any, padding: Any, output_padding: Any,
+                         dilation: Any) -> Any:
+    """What ``nn.ConvTranspose2d`` makes of the configuration, or None where it refuses it."""
+    h, w = _hw(size)
+    if h < 0 or w < 0:
+        return None
+    try:
+        layer = nn.ConvTranspose2d(1, 1, kernel, stride, padding, output_padding, dilation=dilation,
+                                   bias=False)
+        out = layer(torch.zeros(1, 1, h, w))
+    except (RuntimeError, ValueError):
+        return None
+    if 0 in out.shape:  # an empty output: refused on most paths (size 1, kernel 2, padding 1), made
+        return None  # on some (size 1, kernel 4, padding 2); our function refuses every one
+    return _form(out.shape, size, kernel, stride, padding, output_padding, dilation)
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(0, 12),
+    kernel=int_or_pair(0, 6),
+    stride=int_or_pair(0, 4),
+    padding=int_or_pair(-1, 6),
+    output_padding=int_or_pair(-1, 4),
+    dilation=int_or_pair(0, 3),
+)
+def test_conv_transpose2d_output_size_agrees_with_torch(
+    size: Any, kernel: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any
+) -> None:
+    configuration = (size, kernel, stride, padding, output_padding, dilation)
+    expected = torch_conv_transpose(*configuration)
+    event("valid" if expected is not None else "rejected")
+    assert ours(A.conv_transpose2d_output_size, *configuration) == expected
+
+
+@SETTINGS
+@given(
+    size=int_or_pair(1, 12),
+    kernel=int_or_pair(1, 6),
+    stride=int_or_pair(1, 4),
+    padding=int_or_pair(0, 3),
+    output_padding=int_or_pair(0, 2),
+    dilation=int_or_pair(1, 3),
+)
+def test_conv_transpose2d_output_size_agrees_with_torch_mostly_valid(
+    size: Any, kernel: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any
+) -> None:
+    test_conv_transpose2d_output_size_agrees_with_torch.hypothesis.inner_test(
+        size, kernel, stride, padding, output_padding, dilation
+    )
+
+
+@SETTINGS
+@given(
+    size=st.integers(1, 12), kernel=st.integers(1, 6), stride=st.integers(1, 4),
+    padding=st.integers(0, 3), dilation=st.integers(1, 3), data=st.data(),
+)
+def test_conv_transpose2d_undoes_the_shape_of_conv2d(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, data: st.DataObject
+) -> None:
+    """Conv2d maps ``stride`` consecutive input sizes to ``size`` (its floor forgets which);
+    the transposed conv gives the ``output_padding``-th of them, counting those below 1 pixel,
+    which it refuses: Conv2d with the same settings maps its output back to ``size``."""
+    extra = data.draw(st.integers(0, stride - 1))
+    back = ours(A.conv_transpose2d_output_size, size, kernel, stride, padding, extra, dilation)
+    bound = (size + 1) * stride + dilation * kernel
+    preimage = [m for m in range(1, bound)
+                if ours(A.conv2d_output_size, m, kernel, stride, padding, dilation) == size]
+    missing = stride - len(preimage)  # the sizes of the run that fall below 1 pixel
+    assert preimage == list(range(preimage[0], preimage[0] + len(preimage))) if preimage else True
+    assert missing == 0 or preimage[:1] in ([], [1])  # a run cut short at 1 pixel
+    if back is None:
+        assert extra < missing
+    else:
+        assert extra >= missing and back == preimage[extra - missing]
+        assert A.conv2d_output_size(back, kernel, stride, padding, dilation) == size
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ((3, 3, 2, 0, 2), "output_padding=2 must be >= 0 and smaller than stride=2 or dilation=1"),
+        ((3, 3, 1, 0, 1, 1), "use 0 <= output_padding < 1"),
+        ((3, 3, (1, 2), 0, (1, 1)), "in height: output_padding[0]=1"),
+        ((1, 3, 1, 2), "padding=2 leaves an output of -1 pixels; use padding <= 1"),
+        ((3, 0), "kernel_size=0 is not positive"),
+        ((3, 3, 1, -1), "padding=-1 is negative"),
+    ],
+)
+def test_conv_transpose2d_errors_name_the_bad_value_and_a_fix(
+    arguments: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        A.conv_transpose2d_output_size(*arguments)
+    assert torch_conv_transpose(*(arguments + (1, 0, 0, 1)[len(arguments) - 2 :])) is None
+
+
+def test_conv_transpose2d_suggested_padding_is_the_largest_that_works() -> None:
+    for size, kernel, padding in itertools.product(range(1, 6), range(1, 5), range(0, 8)):
+        try:
+            A.conv_transpose2d_output_size(size, kernel, 1, padding)
+        except ValueError as error:
+            fix = int(re.search(r"padding <= (\d+)", str(error)).group(1))  # type: ignore[union-attr]
+            assert A.conv_transpose2d_output_size(size, kernel, 1, fix) >= 1
+            assert torch_conv_transpose(size, kernel, 1, fix + 1, 0, 1) is None
+
+
 # --- forms and messages -------------------------------------------------------------------------
 
 

@@ -207,7 +207,8 @@ def run_all_cells(page: Any, cells: int, timeout_s: float) -> list[str]:
     start = time.monotonic()
     idle_since = None
     while True:
-        texts = prompts.all_text_contents()
+        # a cell whose source is collapsed (the tests' cells) has an empty prompt: it is skipped
+        texts = [text for text in prompts.all_text_contents() if text.strip()]
         idle = indicator.get_attribute("data-status") == "idle"
         if idle and all(re.search(r"\[\d+\]", text) for text in texts):
             return texts
@@ -216,7 +217,7 @@ def run_all_cells(page: Any, cells: int, timeout_s: float) -> list[str]:
         idle_since = (idle_since or time.monotonic()) if idle else None
         waited = time.monotonic() - start
         if (idle_since and time.monotonic() - idle_since > 15) or waited > timeout_s:
-            screenshot(page, "01-run-failed")
+            screenshot(page, "run-failed")
             errors = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
             reason = "stopped early" if started else "never started"
             if waited > timeout_s:
@@ -277,12 +278,10 @@ def conv_explorer(page: Any) -> tuple[Any, Any]:
     pytest.fail("no convolution explorer (stride slider next to 'output size: H x W')")
 
 
-def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
-    """Notebook 02 runs in JupyterLab; the stride slider changes the displayed output size."""
-    path = notebook("02_")
+def open_and_run_all(page: Any, lab: Lab, path: Path) -> None:
+    """Open ``path`` in JupyterLab, run all its cells and check they ran in order."""
     cells = len(nbformat.read(path, as_version=4).cells)
-    page, blocked = new_page(browser, jupyterlab.url)
-    page.goto(f"{jupyterlab.url}/lab/tree/{path.name}?token={jupyterlab.token}")
+    page.goto(f"{lab.url}/lab/tree/{path.name}?token={lab.token}")
     # The kernel is started and connected (clicking Run All before that asks for a kernel).
     kernel = page.locator(".jp-StatusBar-TextItem[title^='Change kernel']")
     kernel.filter(has_text=re.compile(r"\|\s*Idle")).wait_for(timeout=120_000)
@@ -291,8 +290,15 @@ def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
     )
     prompts = run_all_cells(page, cells, timeout_s=900)
     counts = [int(re.search(r"\d+", text).group()) for text in prompts]
-    assert counts == list(range(1, len(counts) + 1)), f"not run in order: {prompts}"
-    screenshot(page, "01-ran-all")
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert counts == sorted(set(counts)) and counts[-1] == len(code), f"not in order: {prompts}"
+    screenshot(page, f"{path.stem[:2]}-ran-all")
+
+
+def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
+    """Notebook 02 runs in JupyterLab; the stride slider changes the displayed output size."""
+    page, blocked = new_page(browser, jupyterlab.url)
+    open_and_run_all(page, jupyterlab, notebook("02_"))
 
     box, stride = conv_explorer(page)
     stride.scroll_into_view_if_needed()
@@ -320,7 +326,7 @@ def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
     deadline = time.monotonic() + 30
     while displayed() != expected and time.monotonic() < deadline:
         time.sleep(0.2)
-    screenshot(page, "01-stride-moved")
+    screenshot(page, "02-stride-moved")
     assert displayed() == expected, f"sliders {after}: shows {displayed()}, expected {expected}"
     assert expected != expected_output_size(before), "the move did not change the output size"
     assert not blocked, f"JupyterLab tried to reach the network: {blocked[:5]}"
@@ -401,3 +407,99 @@ def test_book_widgets_and_maths_work_offline(browser: Any, built_book: Path) -> 
     screenshot(page, "book-explorer-offline")
     assert not blocked, f"the page asked the network for {blocked[:5]}"
     assert not failed, f"files missing from the site: {failed[:5]}"
+
+
+KERNEL_SUM = re.compile(r"output\[(\d+), (\d+)\] = sum of the products = (-?\d+\.\d+)")
+
+
+def expected_kernel_sum(row: int, col: int) -> float:
+    """What ``widgets.kernel_view`` computes for notebook 01's first image and first kernel."""
+    from lenet_course.data import load_dataset
+    from lenet_course.widgets import kernel_view
+
+    image = load_dataset("fashion-mnist", "test").images[0].float() / 255
+    sobel = [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]  # the notebook's first kernel
+    return kernel_view(image, sobel, row, col).total
+
+
+def test_kernel_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
+    """Notebook 01 runs in JupyterLab; moving the column slider moves the kernel, and the sum
+    shown is the sum of the window's products at the new position."""
+    page, blocked = new_page(browser, jupyterlab.url)
+    open_and_run_all(page, jupyterlab, notebook("01_"))
+    # the cells that exist for the tests (tagged remove-cell) show collapsed, as placeholders
+    hidden = [c for c in nbformat.read(notebook("01_"), as_version=4).cells
+              if c.metadata.get("jupyter", {}).get("source_hidden")]
+    assert hidden and page.locator(".jp-InputPlaceholder").count() == len(hidden)
+    label = page.locator(".widget-label", has_text=re.compile(r"^\s*column\s*$"))
+    column = page.locator(".widget-slider", has=label).last
+    column.scroll_into_view_if_needed()
+    shown = page.locator(".widget-label").filter(has_text=KERNEL_SUM)
+
+    def displayed() -> tuple[int, int, float]:
+        match = KERNEL_SUM.search(shown.last.inner_text())
+        assert match, "no 'output[r, c] = sum of the products = x' shown"
+        return int(match.group(1)), int(match.group(2)), float(match.group(3))
+
+    row, col, total = displayed()
+    assert total == pytest.approx(expected_kernel_sum(row, col), abs=1e-3)
+    column.locator(".noUi-handle").press("ArrowRight")  # one step, as a user would
+    deadline = time.monotonic() + 30
+    while displayed()[1] == col and time.monotonic() < deadline:
+        time.sleep(0.2)
+    screenshot(page, "01-column-moved")
+    moved = displayed()
+    assert moved[:2] == (row, col + 1), f"the kernel did not move one column: {moved}"
+    assert moved[2] == pytest.approx(expected_kernel_sum(row, col + 1), abs=1e-3)
+    assert moved[2] != pytest.approx(total, abs=1e-3), "the move did not change the sum"
+    choice = page.locator(".MCButton", has_text="9 pixels and the 9 weights")
+    choice.scroll_into_view_if_needed()
+    choice.click()  # the quiz answers in JupyterLab too
+    assert "Right: one output sees" in page.locator(".Quiz .Feedback").first.inner_text()
+    # jupyterquiz finds JupyterLab's MathJax without a typeset() and asks a CDN for its own; the
+    # quiz works without it (the book page, tested offline below, has MathJax and asks nothing)
+    quiz_mathjax = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg.js"
+    assert [url for url in blocked if url != quiz_mathjax] == [], f"network: {blocked[:5]}"
+
+
+def test_book_kernel_explorer_offline(browser: Any, built_book: Path) -> None:
+    """Notebook 01's page, offline: the kernel explorer's stored sliders and its sum are shown."""
+    page, blocked = new_page(browser, "file://")
+    page.goto((built_book / "notebooks" / f"{notebook('01_').stem}.html").as_uri())
+    page.wait_for_load_state("load")
+    sliders = page.locator(".widget-slider")
+    sliders.first.wait_for(state="visible", timeout=30_000)  # the widget manager ran
+    names = [sliders.nth(i).locator(".widget-label").inner_text() for i in range(2)]
+    values = [int(sliders.nth(i).locator(".widget-readout").inner_text()) for i in range(2)]
+    assert names == ["row", "column"] and values == [14, 9]  # the explorer's stored state
+    match = KERNEL_SUM.search(page.locator("main").inner_text())
+    assert match and (int(match.group(1)), int(match.group(2))) == (14, 9)
+    assert float(match.group(3)) == pytest.approx(expected_kernel_sum(14, 9), abs=1e-3)
+    assert page.locator("main img[alt^='output[14, 9]']").count() >= 1, "no explorer picture"
+    screenshot(page, "book-kernel-explorer-offline")
+    assert not blocked, f"the page asked the network for {blocked[:5]}"
+
+
+def test_book_quiz_and_solutions_work_offline(browser: Any, built_book: Path) -> None:
+    """On notebook 01's static page, with no kernel and no network: a quiz question answers a
+    click with its feedback, and a hidden solution opens when the reader asks for it."""
+    page, blocked = new_page(browser, "file://")
+    page.goto((built_book / "notebooks" / f"{notebook('01_').stem}.html").as_uri())
+    page.wait_for_load_state("load")
+    choice = page.locator(".MCButton", has_text="9 pixels and the 9 weights")
+    choice.wait_for(state="visible", timeout=30_000)  # the quiz's script ran on the static page
+    wrong = page.locator(".MCButton", has_text="all 784 pixels")
+    wrong.click()
+    feedback = page.locator(".Quiz .Feedback").first
+    assert "That is a dense layer" in feedback.inner_text()
+    choice.click()
+    assert "Right: one output sees one 3 x 3 window." in feedback.inner_text()
+    assert "correct" in (feedback.get_attribute("class") or "").split()
+
+    solution = page.locator("main details", has_text="Solution 1").first
+    code = solution.locator("pre", has_text="shift_right")
+    assert not code.is_visible(), "solution 1 is shown before the reader asks for it"
+    solution.locator("summary").click()
+    code.wait_for(state="visible", timeout=5_000)
+    screenshot(page, "book-quiz-and-solution")
+    assert not blocked, f"the page asked the network for {blocked[:5]}"

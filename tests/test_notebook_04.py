@@ -19,3 +19,16 @@ def test_notebook_04_with_a_small_batch(run_notebook, real_data_root) -> None:
         "C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164, "OUTPUT": 0,
     }  # fmt: skip
     assert values["total_1998"] == 60_000
+    # The drawn labels: the paper's Figure 2 (LeCun et al. 1998) for LeNet-5; the modern LeNet
+    # has the same maps on a 28x28 input and a full layer F5 where the paper has C5.
+    assert values["architecture_1998"] == [
+        "INPUT: 1@32x32", "C1: 6@28x28", "S2: 6@14x14", "C3: 16@10x10", "S4: 16@5x5",
+        "C5: 120@1x1", "F6: 84", "OUTPUT: 10",
+    ]
+    assert values["architecture_modern"] == [
+        "INPUT: 1@28x28", "C1: 6@28x28", "S2: 6@14x14", "C3: 16@10x10", "S4: 16@5x5", "F5: 120",
+        "F6: 84", "OUTPUT: 10",
+    ]
+    assert values["architecture_style1"] == ["INPUT", "C1", "C2", "F3", "F4", "OUTPUT"]
+    # S2 adds its 2x2 window: the gradient reaches all 4 inputs; max pooling's reaches 1.
+    assert values["s2_gradient_inputs"] == [4, 1]

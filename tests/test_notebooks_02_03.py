@@ -1,13 +1,19 @@
 """Notebooks 02 (convolution arithmetic) and 03 (counting) run with other parameters, and what
-they record is what the package and PyTorch say.  No data set is needed."""
+they record is what the package and PyTorch say.  Notebook 02 reads one Fashion-MNIST image."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-from lenet_course.arithmetic import conv2d_output_size, pool2d_output_size
+from lenet_course.arithmetic import (
+    conv2d_output_size,
+    conv_transpose2d_output_size,
+    pool2d_output_size,
+)
 
 
 def _valid(size_function, *arguments) -> bool:  # type: ignore[no-untyped-def]
@@ -19,7 +25,7 @@ def _valid(size_function, *arguments) -> bool:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_notebook_02_with_a_small_grid(run_notebook) -> None:  # type: ignore[no-untyped-def]
+def test_notebook_02_with_a_small_grid(run_notebook, real_data_root) -> None:  # type: ignore[no-untyped-def]
     values = run_notebook("02_convolution_arithmetic.ipynb", max_size=5, max_kernel=4)
     assert values["max_size"] == 5  # the parameters reached the notebook
 
@@ -37,10 +43,16 @@ def test_notebook_02_with_a_small_grid(run_notebook) -> None:  # type: ignore[no
         _valid(pool2d_output_size, n, k, s, p, d, c) for n, k, s, p, c in pools for d in (1, 2, 3)
     ]
     avgpool = [_valid(pool2d_output_size, n, k, s, p, 1, c) for n, k, s, p, c in pools]
+    transposed = [
+        _valid(conv_transpose2d_output_size, *configuration)
+        for configuration in itertools.product(sizes, kernels, range(1, 4), range(4), range(3),
+                                               range(1, 3))
+    ]
     assert values["grid"] == {
         "Conv2d": [sum(conv), len(conv) - sum(conv), 0],
         "MaxPool2d": [sum(maxpool), len(maxpool) - sum(maxpool), 0],
         "AvgPool2d": [sum(avgpool), len(avgpool) - sum(avgpool), 0],
+        "ConvTranspose2d": [sum(transposed), len(transposed) - sum(transposed), 0],
     }
 
     lenet = {"C1": 28, "S2": 14, "C3": 10, "S4": 5}
@@ -55,6 +67,26 @@ def test_notebook_02_with_a_small_grid(run_notebook) -> None:  # type: ignore[no
     assert values["receptive_fields"] == {
         "C1": [5, 1], "S2": [6, 2], "C3": [14, 2], "S4": [16, 4], "C5": [32, 4],
     }  # fmt: skip
+
+    # The drawn boxes (unit, first and last input pixel), worked out by hand from LeNet's layers:
+    # C1's unit 13 sees 13 +- 2; S2's unit 6 pools C1's 12 and 13; C3's unit 4 reads S2's 4..8,
+    # S4's unit 2 pools C3's 4 and 5; C5 reads all of S4, padding included.
+    boxes = {"C1": [13, 11, 15], "S2": [6, 10, 15], "C3": [4, 6, 19], "S4": [2, 6, 21],
+             "C5": [0, -2, 29]}
+    assert values["receptive_field_boxes"] == boxes
+    # The gradient of each unit reaches exactly its box, clipped to the 28x28 image.
+    assert values["gradient_support"] == {
+        name: [max(first, 0), min(last, 27)] * 2 for name, (_, first, last) in boxes.items()
+    }
+    # Section 6 shows two of its eight refused configurations; every one is refused by both.
+    assert len(values["refusals"]) == 8
+    assert all(refused == [True, True] for refused in values["refusals"].values())
+    assert values["transposed_from_14"] == {"0": 27, "1": 28}
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    kernel = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 2.0]])
+    expected = F.conv_transpose2d(x[None, None], kernel[None, None], stride=2)[0, 0]
+    assert values["transposed_example"] == expected.tolist()
+    assert values["transposed_views_agree"] is True
 
 
 @pytest.mark.slow

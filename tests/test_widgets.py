@@ -7,10 +7,20 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from lenet_course.arithmetic import ExplorerState, explore_conv, explore_pool
 from lenet_course.plots import conv_windows_svg
-from lenet_course.widgets import SLIDERS, conv_explorer, explanation_html, pool_explorer
+from lenet_course.widgets import (
+    SLIDERS,
+    conv_explorer,
+    explanation_html,
+    kernel_explorer,
+    kernel_view,
+    pool_explorer,
+)
 
 # --- the drawing ------------------------------------------------------------------------------
 
@@ -106,3 +116,52 @@ def test_pool_explorer_ceil_mode_checkbox() -> None:
     explorer.sliders["ceil_mode"].value = False
     assert explorer.output.value == "output size: 3 x 3"
     assert repr(explorer) == "pool explorer (output size: 3 x 3)"
+
+
+# --- the kernel explorer (notebook 01): one step of a cross-correlation -------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 9), width=st.integers(1, 9), kh=st.integers(1, 4),
+       kw=st.integers(1, 4), data=st.data())
+def test_kernel_view_is_one_step_of_conv2d(height: int, width: int, kh: int, kw: int,
+                                           data: st.DataObject) -> None:
+    assume(kh <= height and kw <= width)
+    generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    image, kernel = torch.randn(height, width, generator=generator), torch.randn(kh, kw)
+    row, col = data.draw(st.integers(0, height - kh)), data.draw(st.integers(0, width - kw))
+    view = kernel_view(image, kernel, row, col)
+    expected = torch.nn.functional.conv2d(image[None, None], kernel[None, None])[0, 0]
+    # the sum, computed by hand from the window, is what PyTorch puts at (row, col)
+    window = image[row:row + kh, col:col + kw]
+    assert view.total == pytest.approx(float((window * kernel).sum()), abs=1e-5)
+    assert view.total == pytest.approx(float(expected[row, col]), abs=1e-4)
+    # the output fills in row by row: every position up to (row, col) and none after
+    filled = ~view.output.isnan()
+    assert int(filled.sum()) == row * expected.shape[1] + col + 1
+    assert torch.allclose(view.output[filled], expected[filled], atol=1e-5)
+    assert bool(filled[row, col]) and not bool(filled.view(-1)[int(filled.sum()):].any())
+
+
+def test_kernel_view_caption_and_refusals() -> None:
+    image = torch.arange(16.0).view(4, 4)
+    view = kernel_view(image, [[1.0, 0.0], [0.0, -1.0]], 1, 2)
+    assert view.total == 6.0 - 11.0  # image[1, 2] - image[2, 3]
+    assert view.caption == "output[1, 2] = sum of the products = -5.000"
+    with pytest.raises(ValueError, match=r"positions 0\.\.2 x 0\.\.2"):
+        kernel_view(image, torch.ones(2, 2), 3, 0)
+    with pytest.raises(ValueError, match="positions"):
+        kernel_view(image, torch.ones(5, 5), 0, 0)
+    with pytest.raises(ValueError, match="use 2-D"):
+        kernel_view(image[None], torch.ones(2, 2), 0, 0)
+
+
+def test_kernel_explorer_sliders_move_the_window() -> None:
+    image = torch.arange(36.0).view(6, 6)
+    explorer = kernel_explorer(image, {"identity": torch.eye(3), "box": torch.ones(3, 3)})
+    (row, col, menu), label, picture = explorer.children[0].children, *explorer.children[1:]
+    assert (row.max, col.max) == (3, 3) and menu.options == ("identity", "box")
+    assert label.value == "output[0, 0] = sum of the products = 21.000"  # 0 + 7 + 14
+    col.value, menu.value = 2, "box"
+    assert label.value == "output[0, 2] = sum of the products = 81.000"  # 9 + 27 + 45
+    assert picture.value.startswith("<div><img") and "output[0, 2]" in picture.value
