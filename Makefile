@@ -47,11 +47,10 @@ lab: data
 		--ServerApp.port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
-# A cell that runs past 15 minutes (the longest take about 2 on a 2-core CPU) has hung: fail it.
+# pyproject.toml's pytest settings: the tests and the notebooks, nbval's sanitizer and time limit.
 test: $(STAMP)
 	-tools/ensure_chromium.sh
-	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-cell-timeout=900 $(PYTEST_ARGS)
+	$(PY) -m pytest --nbval $(PYTEST_ARGS)
 
 # Notebook 06's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
 train: data

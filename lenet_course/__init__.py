@@ -7,7 +7,7 @@ what each holds), and a module imports only modules before it.
 __version__ = "0.1.0"
 
 LAYERS = (
-    "notebook", "paper", "arithmetic", "data", "lenet1998", "models", "counting", "sdlm",
+    "notebook", "check", "paper", "arithmetic", "data", "lenet1998", "models", "counting", "sdlm",
     "config", "checkpoint", "train", "predict", "inspect_model", "plots", "widgets", "cli",
 )
 

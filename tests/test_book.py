@@ -192,6 +192,41 @@ def test_hidden_cells_are_collapsed(book: Build, path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_scaffolding_on_the_page(book: Build, path: Path) -> None:
+    """The cells that exist for the tests (``record`` and asserts, tagged remove-cell) and their
+    outputs are not on the page; no test machinery is named; quiz cells show no source."""
+    text = (HTML / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
+    page = html.unescape(re.sub(r"<[^>]+>", "", text))
+    for needle in ("record(", "recorded =", "NBVAL", "nbval", "papermill", "fmt: skip",
+                   "display_quiz("):
+        assert needle not in page, f"{path.stem}.html shows {needle!r}"
+    removed = [c for c in nbformat.read(path, as_version=4).cells
+               if "remove-cell" in c.metadata.get("tags", [])]
+    for cell in removed:  # each removed cell's first line appears nowhere on the page
+        first = cell.source.strip().splitlines()[0].strip()
+        assert first not in page, f"{path.stem}.html shows a removed cell: {first!r}"
+
+
+@pytest.mark.slow
+def test_every_cited_work_is_in_the_references(book: Build) -> None:
+    """Every {cite} key in the notebooks and the intro is in references.bib, and resolves on the
+    references page (Sphinx would warn about an unknown key; this names the notebook)."""
+    bib = (BOOK / "references.bib").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE))
+    sources = [(p.name, p.read_text(encoding="utf-8")) for p in NOTEBOOKS]
+    sources.append(("intro.md", (BOOK / "intro.md").read_text(encoding="utf-8")))
+    for name, source in sources:
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", source):
+            for key in group.split(","):
+                assert key.strip() in keys, f"{name} cites {key.strip()!r}, not in references.bib"
+    references = Page(HTML / "references.html").words
+    for title in re.findall(r"^\s*title\s*=\s*\{(.+)\},?$", bib, re.MULTILINE):
+        plain = re.sub(r"[{}\\]", "", title)
+        assert words(plain) in words(references), f"the references page lacks {plain!r}"
+
+
+@pytest.mark.slow
 def test_intro_and_references(book: Build) -> None:
     intro = Page(HTML / "intro.html").words
     for needed in ("make lab", "make test", "LENET_COURSE_DATA", "Prerequisites"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 
@@ -28,4 +30,7 @@ def test_notebook_05_runs_and_records_the_data_facts(run_notebook, real_data_roo
     assert accuracy["raw 0..255"] < max(accuracy["x / 255"], accuracy["standardised"])
     as_is, flipped = values["flip_accuracy"]["MNIST"]
     assert flipped < as_is - 0.3
+    # Without loss.backward() the zero-initialised model never moves: its loss is ln 10 throughout.
+    assert values["no_backward_loss"] == [round(math.log(10), 4)] * 2
+    assert values["no_backward_weights_zero"] is True
     assert values["load_seconds"] > 0  # measured, not bounded: benchmarks/bench_data.py times it

@@ -231,3 +231,62 @@ def test_widget_views_have_stored_state(path: Path) -> None:
         f"{len(missing)} widget view(s) without stored widget state: execute with nbconvert "
         "(it stores the state) or save with 'Save Widget State Automatically' on"
     )
+
+
+# --- the learner never sees scaffolding ---------------------------------------------------------
+
+SCAFFOLDING = re.compile(r"NBVAL_IGNORE_OUTPUT|# fmt: (skip|off|on)")
+TEST_WORDS = re.compile(r"\bpapermill\b|\bnbval\b|\bCI\b")
+
+
+def for_the_tests(source: str) -> bool:
+    """A cell that exists for the tests: a lone ``record(...)`` or nothing but asserts."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython magics: a cell for the learner
+        return False
+    if body and all(isinstance(node, ast.Assert) for node in body):
+        return True
+    value = getattr(body[0], "value", None) if len(body) == 1 else None
+    return isinstance(value, ast.Call) and getattr(value.func, "id", "") == "record"
+
+
+@notebook_paths
+def test_no_scaffolding_comments(path: Path) -> None:
+    """nbval's cell tags, not comments; no formatter pragmas; no test machinery in the prose."""
+    for index, cell in enumerate(load(path).cells):
+        if cell.cell_type == "code":
+            assert not SCAFFOLDING.search(cell.source), (
+                f"cell {index}: use the cell tag 'nbval-ignore-output', not a comment or pragma"
+            )
+        comments = cell.source if cell.cell_type == "markdown" else "\n".join(
+            line.split("#", 1)[1] for line in cell.source.splitlines() if "#" in line
+        )
+        assert not TEST_WORDS.search(comments), (
+            f"cell {index} speaks of the test machinery: {TEST_WORDS.search(comments).group()!r}"
+        )
+
+
+@notebook_paths
+def test_cells_for_the_tests_are_out_of_sight(path: Path) -> None:
+    """The book removes them (``remove-cell``) and JupyterLab shows them collapsed."""
+    cells = [c for c in code_cells(load(path)) if for_the_tests(c.source)]
+    for cell in cells:
+        assert "remove-cell" in tags(cell), f"not tagged remove-cell: {cell.source[:80]!r}"
+    for cell in code_cells(load(path)):
+        if {"remove-cell", "hide-cell"} & set(tags(cell)):  # test cells, and the solutions
+            shown = cell.metadata.get("jupyter", {})
+            assert shown.get("source_hidden") and shown.get("outputs_hidden"), (
+                f"not collapsed in JupyterLab (metadata.jupyter.source_hidden and "
+                f"outputs_hidden): {cell.source[:80]!r}"
+            )
+    assert any("record(" in c.source for c in code_cells(load(path))), "no record() at all"
+
+
+@notebook_paths
+def test_the_checker_prints_only_its_verdict(path: Path) -> None:
+    """An answer cell shows the checker's sentences, not a True or False under them."""
+    for cell in code_cells(load(path)):
+        if "check.exercise(" in cell.source:
+            results = [o for o in cell.outputs if o.output_type == "execute_result"]
+            assert not results, f"{cell.source[-60:]!r} displays {results[0]['data']}"

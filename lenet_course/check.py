@@ -1,0 +1,46 @@
+"""Self-checking exercises: ``exercise("02-3", answer)`` says whether an answer is right, with a
+hint when it is not, and never shows the solution: ``answers.json`` holds only digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+def canonical(answer: Any) -> str:
+    """One text per answer: whole numbers exact, other numbers to 4 significant digits, text
+    lower-case with single spaces, lists and tuples element by element (tensors as lists)."""
+    answer = answer.tolist() if hasattr(answer, "tolist") else answer
+    if isinstance(answer, bool):
+        return str(answer)
+    if isinstance(answer, (int, float)):
+        return str(int(answer)) if float(answer).is_integer() else f"{float(answer):.4g}"
+    if isinstance(answer, str):
+        return " ".join(answer.lower().split())
+    if isinstance(answer, (list, tuple)):
+        return "[" + ",".join(canonical(item) for item in answer) + "]"
+    raise TypeError(f"answer {answer!r}: give a number, a text, or a list or tuple of them")
+
+
+def digest(answer: Any) -> str:
+    """What ``answers.json`` stores for a right answer."""
+    return hashlib.sha256(canonical(answer).encode()).hexdigest()[:20]
+
+
+@cache
+def answers() -> dict[str, dict[str, str]]:
+    """Every exercise's digest and hint, by key ("NN-k": notebook NN, exercise k)."""
+    return json.loads(resources.files("lenet_course").joinpath("answers.json").read_text())
+
+
+def exercise(key: str, answer: Any) -> bool:
+    """Print whether ``answer`` is right (with the hint when not); return it."""
+    if key not in answers():
+        raise KeyError(f"no exercise {key!r}; keys look like '02-3' (notebook 02, exercise 3)")
+    right = answer is not None and digest(answer) == answers()[key]["digest"]
+    verdict = "right!" if right else "no answer yet" if answer is None else "not yet"
+    print(f"Exercise {key}: {verdict}" + ("" if right else f". Hint: {answers()[key]['hint']}"))
+    return right
