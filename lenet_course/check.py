@@ -1,5 +1,6 @@
 """Self-checking exercises: ``exercise("02-3", answer)`` says whether an answer is right, with a
-hint when it is not, and never shows the solution: ``answers.json`` holds only digests."""
+hint when it is not, and never shows the solution: ``answers.json`` holds only digests.  The hidden
+solutions call ``solution(key, value)``, which fails when the stored digest disagrees."""
 
 from __future__ import annotations
 
@@ -36,8 +37,18 @@ def answers() -> dict[str, dict[str, str]]:
     return json.loads(resources.files("lenet_course").joinpath("answers.json").read_text())
 
 
-def exercise(key: str, answer: Any) -> bool:
-    """Print whether ``answer`` is right (with the hint when not); return it."""
+def exercise(key: str, answer: Any) -> None:
+    """Print whether ``answer`` is right, with the hint when it is not."""
+    _verdict(key, answer)
+
+
+def solution(key: str, answer: Any) -> None:
+    """For a hidden solution: print the verdict, and fail when ``answers.json`` disagrees."""
+    if not _verdict(key, answer):
+        raise AssertionError(f"the solution of exercise {key} is not what answers.json holds")
+
+
+def _verdict(key: str, answer: Any) -> bool:
     if key not in answers():
         raise KeyError(f"no exercise {key!r}; keys look like '02-3' (notebook 02, exercise 3)")
     right = answer is not None and digest(answer) == answers()[key]["digest"]

@@ -48,7 +48,6 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
 )
 
 _PAPER = "LeCun et al. 1998, Sec. III-B and Fig. 9"
-_TUTORIAL = ("popular tutorial", "'LeNet-5' with ReLU, max-pooling, softmax", "MNIST")
 #: The figures learners meet: source, network, data set, test error in percent (None where the
 #: source's number is not on MNIST).
 PUBLISHED: tuple[dict[str, Any], ...] = tuple(
@@ -56,8 +55,6 @@ PUBLISHED: tuple[dict[str, Any], ...] = tuple(
     for row in (
         (_PAPER, "LeNet-5 (SDLM, 20 passes)", "MNIST", PAPER_TEST_ERROR),
         (_PAPER, "LeNet-5, training set with distortions", "MNIST", PAPER_TEST_ERROR_DISTORTED),
-        (*_TUTORIAL, round(100 - 97.28, 2)),
-        (*_TUTORIAL, round(100 - 98.75, 2)),
         (
             "d2l.ai, 'Convolutional Neural Networks (LeNet)'",
             "classic LeNet (sigmoid, average pooling)",

@@ -14,7 +14,7 @@ import torch
 from lenet_course import check
 
 REPO = Path(__file__).resolve().parent.parent
-KEY = re.compile(r"""exercise\(\s*["'](\d\d-\d+)["']""")
+KEY = re.compile(r"""(?:exercise|solution)\(\s*["'](\d\d-\d+)["']""")
 
 
 @pytest.fixture
@@ -27,20 +27,22 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, str]]:
 
 
 def test_right_answers_in_any_equal_form(answers, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert check.exercise("00-1", (112, 56)) and check.exercise("00-1", [112.0, 56])
-    assert check.exercise("00-1", torch.tensor([112, 56]))
-    assert check.exercise("00-2", 0.91712) and check.exercise("00-3", "  larger ")
-    assert capsys.readouterr().out.count("right!") == 5
+    for key, answer in [("00-1", (112, 56)), ("00-1", [112.0, 56]), ("00-2", 0.91712),
+                        ("00-1", torch.tensor([112, 56])), ("00-3", "  larger ")]:
+        assert check.exercise(key, answer) is None  # nothing to display under the answer cell
+        check.solution(key, answer)
+    assert capsys.readouterr().out.count("right!") == 10
 
 
 def test_wrong_answers_get_the_hint_not_the_solution(answers, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert not check.exercise("00-1", (112, 57))
-    assert not check.exercise("00-1", (56, 112))  # order matters
-    assert not check.exercise("00-2", 0.9181)
-    assert not check.exercise("00-1", None)
+    for key, answer in [("00-1", (112, 57)), ("00-1", (56, 112)), ("00-2", 0.9181),
+                        ("00-1", None)]:  # (56, 112): order matters
+        check.exercise(key, answer)
+        with pytest.raises(AssertionError, match=f"solution of exercise {key} is not"):
+            check.solution(key, answer)
     out = capsys.readouterr().out
-    assert out.count("not yet. Hint: conv, then pool") == 2 and "no answer yet" in out
-    assert "112" not in out.replace("(112, 57)", "") and "56" not in out
+    assert out.count("not yet. Hint: conv, then pool") == 4 and "no answer yet" in out
+    assert "112" not in out and "56" not in out  # the hint never shows the solution
 
 
 def test_unknown_keys_and_unusable_answers_are_refused(answers) -> None:  # type: ignore[no-untyped-def]

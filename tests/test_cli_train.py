@@ -234,7 +234,7 @@ def test_the_module_entry_point_lists_train_and_evaluate():
         assert flag in result.stdout
 
 
-def test_the_lenet5_1998_recipe_is_notebook_07s():
+def test_the_lenet5_1998_recipe_is_notebook_08s():
     """Adam (Kingma and Ba, 2015), cosine schedule, batches of 64, no weight decay, 6 passes."""
     recipe = RECIPES["lenet5-1998"]
     assert (recipe.optimizer, recipe.lr, recipe.batch_size) == ("adam", 3e-3, 64)

@@ -10,7 +10,7 @@ UPPER_BODY = {"T-shirt/top", "Pullover", "Coat", "Shirt"}
 @pytest.mark.slow
 def test_notebook_07_trains_inspects_and_predicts_a_file(run_notebook, real_data_root):
     # use_saved=False: train here (1 epoch on the 60,000 images) so the run does not depend on
-    # whether notebook 06 has left a checkpoint in runs/.
+    # whether notebook 06 has left a checkpoint in runs/; it trains notebook 06's modern LeNet.
     values = run_notebook(
         "07_inspecting_lenet.ipynb", use_saved=False, epochs=1, train_size=60000, image_index=3
     )
@@ -18,9 +18,8 @@ def test_notebook_07_trains_inspects_and_predicts_a_file(run_notebook, real_data
     assert values["test_count"] == 10000
     assert values["confusion_correct"] == round(values["test_accuracy"] * 10000)
     assert values["test_accuracy"] > 0.8  # one epoch; the default 5 epochs reach about 0.9
-    assert values["stage_shapes"] == {
-        "C1": [6, 28, 28], "S2": [6, 14, 14], "C3": [16, 10, 10], "S4": [16, 5, 5],
-    }  # fmt: skip
+    shapes = {"C1": [6, 28, 28], "S2": [6, 14, 14], "C3": [16, 10, 10], "S4": [16, 5, 5]}
+    assert values["stage_shapes"] == shapes
     assert values["c1_filters"] == [6, 1, 5, 5]
     true, predicted, count = values["most_confused"][0]
     assert {true, predicted} <= UPPER_BODY and count > 0
