@@ -422,9 +422,11 @@ def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, te
             start = time.perf_counter()
             capture(run)
             run.history.config["capture_seconds"] = time.perf_counter() - start
-        with tqdm(total=config.epochs * run.steps, initial=len(run.history) * run.steps,
-                  unit="batch", disable=not config.progress,
-                  desc=f"{type(model).__name__} on {device.type}") as bar:
+        total, name = config.epochs * run.steps, f"{type(model).__name__} on {device.type}"
+        # ~100 redraws: a notebook client that reads late drops messages past about a thousand
+        with tqdm(total=total, initial=len(run.history) * run.steps, unit="batch", desc=name,
+                  disable=not config.progress,
+                  miniters=max(1, total // 100), mininterval=0.5) as bar:
             for epoch in range(len(run.history), config.epochs):
                 start = time.perf_counter()
                 trained = (replay_epoch if run.graphed else train_epoch)(run, epoch, bar.update)

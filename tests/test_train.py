@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import itertools
 import math
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
+import tqdm
 from torch import nn
 
 from lenet_course import train as train_module
@@ -65,6 +69,27 @@ QUIET = TrainConfig(progress=False, device="cpu")
 
 
 # --- training ------------------------------------------------------------------------------------
+
+
+def test_the_progress_bar_redraws_about_100_times_however_many_steps(tiny, monkeypatch):
+    """Each redraw of a notebook's bar is a message to the kernel's client; one that reads only
+    after the cell ends (nbval) loses messages past about a thousand, the cell's end among them."""
+    draws = []
+
+    class CountingBar(tqdm.std.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, file=io.StringIO(), **kwargs)
+            self._time = itertools.count(time.time()).__next__  # a second passes at every look
+
+        def display(self, *args, **kwargs):
+            draws.append(self.n)
+            return super().display(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "tqdm", CountingBar)
+    config = QUIET.replace(progress=True, epochs=2, batch_size=2)  # 512 steps
+    fit(small_mlp(), tiny, config)
+    assert draws[-1] == 512
+    assert 10 < len(draws) <= 110  # ~100 updates, a postfix an epoch, opening and closing
 
 
 def test_fit_reaches_a_sane_accuracy_on_a_small_real_subset(fashion):
