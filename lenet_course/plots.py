@@ -16,8 +16,6 @@ from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.patches import Rectangle
 
 from lenet_course.arithmetic import ExplorerState
-from lenet_course.counting import trace_shapes
-from lenet_course.data import ImageSet
 
 
 def figure_html(figure: Figure, alt: str) -> str:
@@ -100,93 +98,6 @@ def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
     return "".join(parts)
 
 
-def plot_c3_table(table: Sequence[Sequence[int]]) -> Figure:
-    """Table I (1998): a dark cell where a C3 map (column) reads an S2 map (row); counts on top."""
-    inputs = 1 + max(max(rows) for rows in table)
-    matrix = np.zeros((inputs, len(table)))
-    for column, rows in enumerate(table):
-        matrix[list(rows), column] = 1
-    fig, ax = _figure(8, 3.2)
-    ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1.4, aspect="equal")
-    ax.set(xticks=range(len(table)), yticks=range(inputs), xlabel="C3 feature map",
-           ylabel="S2 feature map")
-    ax.set_xticks(np.arange(-0.5, len(table)), minor=True)
-    ax.set_yticks(np.arange(-0.5, inputs), minor=True)
-    ax.grid(which="minor", color="white", linewidth=1.5)
-    ax.tick_params(which="minor", length=0)
-    for column, count in enumerate(matrix.sum(axis=0).astype(int)):
-        ax.text(column, -0.7, str(count), ha="center", va="bottom", fontsize=8)
-    ax.set_title("LeNet-5 (1998), Table I: the S2 maps each C3 map reads", pad=18)
-    return fig
-
-
-def plot_cost_breakdown(names: Sequence[str], parameters: Sequence[int],
-                        multiply_adds: Sequence[int]) -> Figure:
-    """Two bar charts side by side: each layer's share of the parameters and of the work."""
-    fig, axes = _figure(10, 0.6 + 0.4 * len(names), 1, 2, sharey=True)
-    for ax, values, colour, title in (
-        (axes[0], parameters, "#1f77b4", f"parameters ({sum(parameters):,} in all)"),
-        (axes[1], multiply_adds, "#ff7f0e", f"multiply-adds per image ({sum(multiply_adds):,})"),
-    ):
-        shares = 100 * np.asarray(values) / sum(values)  # % of the total
-        ax.barh(list(names), shares, color=colour)
-        for y, (share, value) in enumerate(zip(shares, values, strict=True)):
-            ax.text(share + 1, y, f"{value:,}", va="center", fontsize=8)
-        ax.set(xlim=(0, 118), xlabel="% of the network's total")
-        ax.set_title(title, fontsize=10)
-    axes[0].invert_yaxis()
-    return fig
-
-
-_STAGES = (("Conv", "C", "convolutions"), ("Pool", "S", "subsampling"), ("Subsampling", "S",
-           "subsampling"), ("Linear", "F", "full connection"), ("RBF", "F", "Gaussian connections"))
-
-
-def architecture_stages(model: torch.nn.Module,
-                        input_size: int = 28) -> list[tuple[str, tuple[int, ...], str]]:
-    """(name, shape without the batch, operation) of each stage that :func:`trace_shapes` sees:
-    a new shape (not an activation, not a flatten), named as in 1998 (C1, S2, ..., OUTPUT)."""
-    trace = trace_shapes(model, (1, 1, input_size, input_size))
-    stages = [("INPUT", trace.input_shape[1:], "")]
-    for row in trace:
-        shape, previous = row.output_shape[1:], stages[-1][1]
-        if shape == previous or (not row.parameters and np.prod(shape) == np.prod(previous)):
-            continue
-        letter, operation = next(((letter, operation) for key, letter, operation in _STAGES
-                                  if key in row.type), (row.type[0], row.type))
-        stages.append((f"{letter}{len(stages)}", shape, operation))
-    stages[-1] = ("OUTPUT", *stages[-1][1:])
-    return stages
-
-
-def draw_architecture(model: torch.nn.Module, input_size: int = 28,
-                      title: str | None = None) -> tuple[Figure, list[str]]:
-    """The 1998 paper's Figure 2 drawn from ``model``: maps as stacked planes, vectors (and 1x1
-    maps) as columns, each labelled as ``C1: 6@28x28``. Returns the figure and the labels."""
-    fig, ax = _figure(1, 3.0, title=title, pad=0.2)  # its width follows the drawing, below
-    x, unit, step, gap, labels = 0.0, 2.0 / input_size, 0.07, 1.0, []  # unit: one pixel
-    for name, shape, operation in architecture_stages(model, input_size):
-        is_map = len(shape) == 3 and shape[1] > 1
-        planes = min(shape[0], 8) if is_map else 1  # step: the offset between planes
-        width, height = ((shape[2] * unit, shape[1] * unit) if is_map
-                         else (0.12, 0.02 * min(shape[0], 120)))  # a column: 120 units at most
-        for i in range(planes):  # back to front, each a little lower and further right
-            ax.add_patch(Rectangle((x + i * step, -height / 2 + (planes - 1 - i) * step), width,
-                                   height, facecolor="white", edgecolor="black"))
-        labels.append(f"{name}: " + ("{}@{}x{}" if len(shape) == 3 else "{}").format(*shape))
-        ax.text(x + (width + (planes - 1) * step) / 2, 1.4, labels[-1].replace(": ", "\n"),
-                ha="center", fontsize=8)
-        if operation:
-            ax.annotate("", (x - 0.1, -1.4), (x - gap + 0.1, -1.4), arrowprops={"arrowstyle": "->"})
-            ax.text(x - gap / 2, -1.55, operation.replace(" ", "\n"), ha="center", va="top",
-                    fontsize=7)
-        x += width + (planes - 1) * step + gap
-    ax.set(xlim=(-0.1, x - gap + 0.1), ylim=(-2.0, 1.8), aspect="equal")
-    ax.set_axis_off()
-    fig.set_size_inches(0.75 * x, 3.0)
-    return fig, labels
-
-
 def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0,
           title: str | None = None) -> tuple[Figure, Any]:
     """``n`` panels (axes off) in rows of ``ncols``, each ``width`` x ``height`` inches."""
@@ -218,25 +129,6 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
         ax.imshow(image.numpy(), cmap=cmap, interpolation="nearest", **limits)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
-    return fig
-
-
-def class_grid(data: ImageSet, per_class: int = 10, seed: int = 0, size: float = 0.8) -> Figure:
-    """One row per class: ``per_class`` random examples (fixed ``seed``), the name at left."""
-    generator = torch.Generator().manual_seed(seed)
-    width = 1.6 + per_class * size
-    fig = Figure(figsize=(width, len(data.classes) * size), dpi=100)  # laid out by hand, below
-    axes = fig.subplots(len(data.classes), per_class, squeeze=False,
-                        subplot_kw={"xticks": [], "yticks": [], "frame_on": False})
-    for label, name in enumerate(data.classes):
-        where = torch.nonzero(data.labels.cpu() == label).flatten()
-        chosen = where[torch.randperm(len(where), generator=generator)[:per_class]]
-        for ax, index in zip(axes[label], chosen, strict=False):
-            image = data.images[index].cpu().numpy()
-            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
-        axes[label, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(left=1.5 / width, right=0.99, top=0.99, bottom=0.01, wspace=0.05,
-                        hspace=0.05)
     return fig
 
 

@@ -670,9 +670,6 @@ def test_image_grids() -> None:
     from lenet_course import plots
 
     data_set = small_set(30)
-    fig = plots.class_grid(data_set, per_class=3)
-    assert len(fig.axes) == 30
-    assert [ax.get_ylabel() for ax in fig.axes[::3]] == list(data_set.classes)
     fig = plots.show_images(data_set.images[:7].unsqueeze(1), titles=list("abcdefg"), ncols=4)
     assert len(fig.axes) == 8 and fig.axes[6].get_title() == "g"
     with pytest.raises(ValueError, match="2 titles for 7 images"):
