@@ -48,9 +48,10 @@ lab: data
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # pyproject.toml's pytest settings: the tests and the notebooks, nbval's sanitizer and time limit.
+# The notebooks and the tests run side by side (tools/run_tests.py); with PYTEST_ARGS, one pytest.
 test: $(STAMP)
 	-tools/ensure_chromium.sh
-	$(PY) -m pytest --nbval $(PYTEST_ARGS)
+	$(if $(strip $(PYTEST_ARGS)),$(PY) -m pytest --nbval $(PYTEST_ARGS),$(PY) tools/run_tests.py)
 
 # Notebook 06's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
 train: data
