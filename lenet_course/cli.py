@@ -14,7 +14,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from lenet_course import __version__
+from lenet_course import __version__, distributed
 from lenet_course.checkpoint import (
     RUN_FILES,
     CheckpointError,
@@ -212,6 +212,8 @@ def _check_out(args: argparse.Namespace) -> Path:
         why = "cannot be written" if there.is_dir() else "is not a folder"
         args.parser.error(f"--out {out}: {there} {why}; pass a folder you may write to")
     held = [name for name in RUN_FILES if (out / name).exists()]
+    args.resume = args.resume or (distributed.restarted() and RUN_FILES[0] in held)  # torchrun's
+    args.overwrite = args.overwrite and not args.resume  # restart continues the run it stopped
     if held and not (args.resume or args.overwrite):
         args.parser.error(f"--out {out} already holds a run ({', '.join(held)}); pass --resume "
                           "to continue it, --overwrite to replace it, or another --out")
@@ -251,17 +253,20 @@ def _run_train(args: argparse.Namespace) -> int:
     check_settings(model, config)
     if args.resume:  # a damaged checkpoint is refused before the data are read
         load_checkpoint(checkpoint)
-    lock = _lock(out)
+    main = distributed.rank() == 0  # under torchrun, rank 0 alone writes the run's files
+    lock = _lock(out) if main else None
     try:
         train, test = (load_dataset(args.dataset, s, root=args.root) for s in ("train", "test"))
         train, validation = (split_train_validation(train, args.validation, seed=config.seed)
                              if args.validation else (train, None))
         train = random_subset(train, args.train_subset, config.seed)
         test = random_subset(test, args.test_subset, config.seed)
-        for name in RUN_FILES if args.overwrite else ():  # before any epoch: never two runs
+        for name in RUN_FILES if args.overwrite and main else ():  # before any epoch
             (out / name).unlink(missing_ok=True)
         history = fit(model, train, config, test=test, validation=validation,
                       checkpoint=checkpoint, resume=args.resume)
+        if not main:
+            return 0
         metrics = save_run_files(out, model, history, dataset=args.dataset,
                                  test_size=len(test.labels))
     except KeyboardInterrupt:  # say what was saved and how to go on; 130 = 128 + SIGINT
@@ -271,7 +276,8 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"interrupted in epoch {saved + 1}; {then}", file=sys.stderr)
         return 130
     finally:
-        lock.unlink(missing_ok=True)  # also when the run fails
+        if lock is not None:
+            lock.unlink(missing_ok=True)  # also when the run fails
     print(f"{args.dataset} {args.model}: test accuracy {metrics['test_accuracy']:.4f} after "
           f"{metrics['epochs']} epochs, {metrics['examples_per_second']:,.0f} examples/s on "
           f"{metrics['device']} ({metrics['seconds']:.1f} s); wrote {args.out}/metrics.json, "

@@ -216,6 +216,21 @@ def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels).long(), classes)
 
 
+def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, int64 labels) of an ``ImageSet`` or an ``(images, labels)`` pair."""
+    pair = (data.images, data.labels) if hasattr(data, "images") else data
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise TypeError(f"{what} is a {type(data).__name__}; pass an ImageSet from "
+                        "lenet_course.data.load_dataset or an (images, labels) pair of tensors")
+    images, labels = pair
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{what} images are {images.dtype}; fit expects the uint8 images "
+                        "(N x 28 x 28) that load_dataset returns, and normalises them itself")
+    if len(images) != len(labels) or len(labels) == 0:
+        raise ValueError(f"{what} has {len(images)} images and {len(labels)} labels")
+    return images, labels.long()
+
+
 def split_train_validation(data: ImageSet, validation: int | float,
                            seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """(train, validation) parts of ``data``, drawn on the CPU with ``seed`` (the same on every

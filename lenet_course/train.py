@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from lenet_course import distributed
 from lenet_course.checkpoint import (
     CheckpointError,
     History,
@@ -30,7 +31,14 @@ from lenet_course.checkpoint import (
     save_checkpoint,
 )
 from lenet_course.config import RESUME_FLAGS, RESUME_KEYS, TrainConfig, learning_rate_at
-from lenet_course.data import CLASS_NAMES, InputSpec, normalization_for, prepare_images
+from lenet_course.data import (
+    CLASS_NAMES,
+    InputSpec,
+    images_and_labels,
+    normalization_for,
+    prepare_images,
+)
+from lenet_course.distributed import resolve_device
 from lenet_course.lenet1998 import LeNet5_1998
 from lenet_course.models import class_scores
 from lenet_course.paper import PAPER_HESSIAN_SAMPLES
@@ -39,18 +47,6 @@ from lenet_course.sdlm import sdlm_for
 
 class TrainingDivergedError(RuntimeError):
     """The loss or a weight stopped being finite, or the loss exploded: the rate is too high."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device) != "cpu" and not str(device).startswith("cuda"):
-        raise ValueError(f"device={device!r}; use 'auto', 'cpu' or 'cuda'")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here (torch "
-                         f"{torch.__version__} sees no GPU); use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 def available_cores() -> int:
@@ -89,21 +85,6 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
-def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 images, int64 labels) of an ``ImageSet`` or an ``(images, labels)`` pair."""
-    pair = (data.images, data.labels) if hasattr(data, "images") else data
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise TypeError(f"{what} is a {type(data).__name__}; pass an ImageSet from "
-                        "lenet_course.data.load_dataset or an (images, labels) pair of tensors")
-    images, labels = pair
-    if images.dtype != torch.uint8:
-        raise TypeError(f"{what} images are {images.dtype}; fit expects the uint8 images "
-                        "(N x 28 x 28) that load_dataset returns, and normalises them itself")
-    if len(images) != len(labels) or len(labels) == 0:
-        raise ValueError(f"{what} has {len(images)} images and {len(labels)} labels")
-    return images, labels.long()
-
-
 def _input_spec(model: nn.Module) -> InputSpec:
     return getattr(model, "input_spec", None) or InputSpec()  # a user's model: 1 x 28 x 28
 
@@ -137,6 +118,8 @@ class _Run:
     spec: InputSpec
     normalization: dict[str, Any]
     channels_last: bool
+    world: int = 1  # processes training together (torchrun)
+    rank: int = 0
     history: History = field(default_factory=History)
     x: torch.Tensor = field(init=False)  # all training images, prepared, on the device
     y: torch.Tensor = field(init=False)
@@ -146,8 +129,18 @@ class _Run:
     graphed: _Graphed | None = None  # the CUDA graphs of cuda_graphs=True
 
     @property
-    def steps(self) -> int:
-        return math.ceil(len(self.y) / self.config.batch_size)
+    def per_step(self) -> int:  # the global batch: all ranks' examples of one step
+        return self.config.batch_size * self.world
+
+    @property
+    def steps(self) -> int:  # the last batch, if smaller than the world size, is left out
+        return len(self.y) // self.per_step + (len(self.y) % self.per_step >= self.world)
+
+    def local_sizes(self) -> torch.Tensor:
+        """How many examples this rank trains on at each step (``distributed.shard``'s parts)."""
+        sizes = [min(self.per_step, len(self.y) - s * self.per_step) for s in range(self.steps)]
+        local = [m // self.world + (self.rank < m % self.world) for m in sizes]
+        return torch.tensor(local, dtype=torch.float64, device=self.device)
 
     def lr_at(self, step: int) -> float:
         c = self.config
@@ -191,8 +184,8 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
         if c.schedule is not None:
             for group in run.optimizer.param_groups:
                 group["lr"] = run.lr_at(epoch * run.steps + step)
-        index = order[step * c.batch_size : (step + 1) * c.batch_size]
-        xb, yb = x[index], y[index]  # a slice of the permutation: one gather
+        index = distributed.shard(order[step * run.per_step : (step + 1) * run.per_step])
+        xb, yb = x[index], y[index]  # a slice of the permutation (this rank's part): one gather
         with run.autocast():
             outputs = run.runner(xb)
             loss = run.loss(outputs, yb)
@@ -277,21 +270,22 @@ def capture(run: _Run) -> None:
 
 
 def end_epoch(run: _Run, epoch: int, trained: tuple[torch.Tensor, ...], start: float) -> dict:
-    """Evaluate, check for divergence and return the epoch's record (the epoch's one host sync)."""
+    """Evaluate, check for divergence and return the epoch's record: the epoch's one host sync,
+    and under torchrun one message that sums the ranks' losses and counts."""
     losses, correct = trained
-    sizes = torch.full_like(losses, run.config.batch_size)
-    sizes[-1] = len(run.y) - (run.steps - 1) * run.config.batch_size
+    sizes = run.local_sizes()
     with run.autocast():  # correct counts, on the device (no host sync)
         counts = [(class_scores(run.model, x, run.config.eval_batch_size).argmax(1) == y).sum()
                   for x, y in run.sets.values()]
     finite = torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all()
     calm = (losses <= 1000 * losses[0].clamp(min=1)).all()  # exploding, if not yet inf or NaN
-    loss_sum, n_correct, all_finite, all_calm, *set_correct = torch.stack(
-        [(losses * sizes).sum(), correct.double(), finite, calm, *counts]
-    ).tolist()
-    if not (math.isfinite(loss_sum) and all_finite and all_calm):
+    trained_sums = distributed.all_sum(torch.stack(
+        [(losses * sizes).sum(), correct.double(), sizes.sum(), ~finite, ~calm]).double())
+    loss_sum, n_correct, n, broken, exploding, *set_correct = torch.cat(
+        [trained_sums, *(c.double().view(1) for c in counts)]).tolist()
+    if not math.isfinite(loss_sum) or broken or exploding:
         raise _diverged(run, epoch, losses)
-    seconds, n = time.perf_counter() - start, len(run.y)
+    seconds = time.perf_counter() - start
     accuracy = {name: c / len(y) for (name, (_, y)), c in zip(run.sets.items(), set_correct,
                                                                      strict=True)}
     return {
@@ -318,9 +312,10 @@ def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
     device = resolve_device(config.device)
     name = getattr(model, "config", {}).get("name", type(model).__name__)
     if config.cuda_graphs and (device.type != "cuda" or config.compile
-                               or config.optimizer == "sdlm"):
+                               or config.optimizer == "sdlm" or distributed.launched()):
         raise ValueError("cuda_graphs=True records each training step as a CUDA graph: it needs a "
-                         "CUDA device (on the CPU, train without it), no compile and no sdlm")
+                         "CUDA device (on the CPU, train without it), one process, no compile and "
+                         "no sdlm")
     if config.label_smoothing and callable(getattr(model, "loss", None)):
         raise ValueError(f"label_smoothing={config.label_smoothing} applies to cross-entropy, but "
                          f"{name} has its own loss(); use label_smoothing=0")
@@ -332,7 +327,7 @@ def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
 
 def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, Any]) -> _Run:
     """Check the settings, move the model and the data to the device, build the optimiser."""
-    device = check_settings(model, config)
+    device = distributed.start(check_settings(model, config))  # under torchrun: this rank's
     channels_last = device.type == "cpu" if config.channels_last is None else config.channels_last
     spec, (images, _) = _input_spec(model), images_and_labels(train, "train")
     seed_everything(config.seed)
@@ -340,18 +335,21 @@ def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, An
     if channels_last:
         model.to(memory_format=torch.channels_last)
     norm = config.normalization or normalization_for(spec, images.to(device))  # train images only
-    run = _Run(model, config, device, spec, dict(norm), channels_last)
+    run = _Run(model, config, device, spec, dict(norm), channels_last, distributed.world_size(),
+               distributed.rank())
     run.x, run.y = _on_device(train, "train", run)
+    if run.steps == 0:
+        raise ValueError(f"{len(run.y)} training examples for {run.world} processes; give each one")
     run.sets = {name: _on_device(data, name, run) for name, data in sets.items()
                 if data is not None}
     run.optimizer = make_optimizer(run)
-    run.runner = torch.compile(model) if config.compile else model
     schedule = config.schedule
     crc = zlib.crc32(run.y.cpu().numpy(), zlib.crc32(images.cpu().contiguous().numpy()))
     run.history.config = {
         **asdict(config), "device": device.type, "channels_last": channels_last,
         "schedule": schedule if not callable(schedule) else f"callable:{schedule.__qualname__}",
-        "train_size": len(run.y), "validation_size": len(run.sets.get("validation", ((), ()))[1]),
+        "world_size": run.world, "train_size": len(run.y),
+        "validation_size": len(run.sets.get("validation", ((), ()))[1]),
         "train_data": f"crc32:{crc:08x}", "input_spec": spec.to_dict(),
     }
     return run
@@ -409,13 +407,18 @@ def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, te
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint to continue>")
     device = resolve_device(config.device)
     threads = cpu_threads(config.threads) if device.type == "cpu" else None
-    with torch_threads(threads), _tensorboard(config.tensorboard) as writer:
+    main = distributed.rank() == 0  # under torchrun, rank 0 alone writes files and shows progress
+    with torch_threads(threads), _tensorboard(config.tensorboard if main else None) as writer:
         run = _setup(model, train, config, {"validation": validation, "test": test})
         classes = tuple(getattr(train, "classes", ()) or map(str, range(int(run.y.max()) + 1)))
         meta = {"class_names": classes, "normalization": run.normalization,
                 "dataset": next((k for k, v in CLASS_NAMES.items() if v == classes), None)}
         run.history.config.update(threads=threads, dataset=meta["dataset"],
                                   model=getattr(model, "config", None))
+        distributed.check_same({k: v for k, v in run.history.config.items()
+                                if k not in ("threads", "progress", "tensorboard")})
+        run.runner = distributed.wrap(model, device)  # DDP under torchrun: rank 0's weights
+        run.runner = torch.compile(run.runner) if config.compile else run.runner
         if resume:
             _resume(run, checkpoint)  # type: ignore[arg-type]
         if config.cuda_graphs:  # after resuming: the graphs read the resumed tensors
@@ -425,7 +428,7 @@ def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, te
         total, name = config.epochs * run.steps, f"{type(model).__name__} on {device.type}"
         # ~100 redraws: a notebook client that reads late drops messages past about a thousand
         with tqdm(total=total, initial=len(run.history) * run.steps, unit="batch", desc=name,
-                  disable=not config.progress,
+                  disable=not (config.progress and main),
                   miniters=max(1, total // 100), mininterval=0.5) as bar:
             for epoch in range(len(run.history), config.epochs):
                 start = time.perf_counter()
@@ -436,10 +439,11 @@ def fit(model: nn.Module, train: Any, config: TrainConfig = TrainConfig(), *, te
                 for key, value in record.items():
                     if writer is not None and key != "epoch" and value is not None:
                         writer.add_scalar(key, value, epoch + 1)
-                if checkpoint is not None:
+                if checkpoint is not None and main:
                     save_checkpoint(checkpoint, model, optimizer=run.optimizer,
                                     history=run.history.epochs,
                                     train_config=run.history.config, **meta)
+                distributed.barrier()  # every rank goes on once the epoch is saved
                 if on_epoch_end is not None:
                     on_epoch_end(record)
         model.eval()
