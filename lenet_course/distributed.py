@@ -64,8 +64,8 @@ def start(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         store, rank_, size = next(dist.rendezvous("env://", timeout=TIMEOUT))  # torchrun's store
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # after a restart, the keys
-        store = dist.PrefixStore(f"lenet_course/attempt{attempt}", store)  # of the dead ranks stay
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # holds the keys of a failed
+        store = dist.PrefixStore(f"lenet_course/attempt{attempt}", store)  # attempt (torch#135712)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store,
                                 rank=rank_, world_size=size, timeout=TIMEOUT)
         atexit.register(dist.destroy_process_group)

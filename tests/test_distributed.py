@@ -193,3 +193,16 @@ def test_ranks_started_with_different_settings_fail_with_a_clear_error(tmp_path,
     assert process.returncode != 0
     assert "rank 1 has lr=0.02" in output or "rank 0 has lr=0.05, rank 1 has lr=0.02" in output
     assert "start every rank with the same command" in output
+
+
+@pytest.mark.parametrize("restarts", ["0", "1"])
+def test_a_command_that_torchrun_restarts_continues_its_run(tmp_path, monkeypatch, restarts):
+    """After a restart the same command line runs again: --overwrite would delete the run that
+    the failed attempt saved, so a restarted rank resumes it instead (its checkpoint is there)."""
+    from lenet_course.cli import _check_out, build_parser
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"saved by the failed attempt")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", restarts)
+    args = build_parser().parse_args(["train", "--overwrite", "--out", str(tmp_path)])
+    _check_out(args)
+    assert (args.resume, args.overwrite) == ((True, False) if restarts == "1" else (False, True))
