@@ -16,6 +16,7 @@ def test_notebook_09_short(run_notebook, real_data_root) -> None:
     assert reported["ddp"] == reported["one"]
     assert values["evaluated_accuracy"] == round(reported["ddp"], 4)  # the checkpoint, alone
     rows = values["bench"]
-    assert [(r["processes"], r["threads"]) for r in rows] == [(1, 1), (1, 2), (2, 1)]
+    assert [(r["processes"], r["threads"], r["device"]) for r in rows[:3]] == [
+        (1, 1, "cpu"), (1, 2, "cpu"), (2, 1, "cpu")]
     assert all(r["parameters"] == 61_706 and r["global_batch"] == 256 for r in rows)
     assert rows[2]["allreduce_ms"] > 0
