@@ -132,22 +132,6 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
     return fig
 
 
-def show_filters(filters: torch.Tensor, *, size: float = 0.7, title: str | None = None) -> Figure:
-    """Kernels (out x in x k x k): a row per input map, a column per output map, red > 0 > blue."""
-    filters = filters.detach().cpu().float()
-    if filters.ndim != 4:
-        raise ValueError(f"filters of shape {tuple(filters.shape)}; expected out x in x k x k")
-    n_out, n_in = filters.shape[:2]
-    limit = float(filters.abs().max()) or 1.0
-    fig, axes = _figure(0.6 + n_out * size, 0.4 + n_in * size, n_in, n_out, title=title, pad=0.3,
-                        squeeze=False, subplot_kw={"xticks": [], "yticks": []})
-    for (i, o), ax in np.ndenumerate(axes):  # row i: input map, column o: output map
-        ax.imshow(filters[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        if i == 0:
-            ax.set_title(str(o), fontsize=7)
-    return fig
-
-
 def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
                       title: str | None = None) -> Figure:
     """One layer's maps for one image (C x H x W) on one shared scale: bright responds strongly."""
@@ -160,54 +144,6 @@ def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
     for i, (ax, feature_map) in enumerate(zip(axes, maps, strict=False)):
         ax.imshow(feature_map.numpy(), cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
         ax.set_title(f"map {i}", fontsize=7)
-    return fig
-
-
-def show_predictions(images: torch.Tensor, labels: Sequence[int] | torch.Tensor,
-                     predictions: Sequence[int] | torch.Tensor, classes: Sequence[str],
-                     probabilities: Sequence[float] | torch.Tensor | None = None, *,
-                     ncols: int = 8, size: float = 1.3) -> Figure:
-    """Images titled "predicted (probability)" over "true: label": green right, red wrong."""
-    images = images.detach().cpu()
-    labels, predictions = [int(v) for v in labels], [int(v) for v in predictions]
-    if not len(images) == len(labels) == len(predictions):
-        raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(predictions)} "
-                         "predictions; give one of each per image")
-    fig, axes = _grid(len(images), ncols, size, size * 1.45)
-    for i, (ax, image) in enumerate(zip(axes, images, strict=False)):
-        ax.imshow(image.reshape(images.shape[-2:]).numpy(), cmap="gray_r", vmin=0, vmax=255)
-        sure = "" if probabilities is None else f" ({float(probabilities[i]):.2f})"
-        color = "tab:green" if predictions[i] == labels[i] else "tab:red"
-        ax.set_title(f"{classes[predictions[i]]}{sure}\ntrue: {classes[labels[i]]}", fontsize=7,
-                     color=color)
-    return fig
-
-
-def show_confusion_matrix(confusion: torch.Tensor, classes: Sequence[str], *,
-                          size: float = 6.0) -> Figure:
-    """Counts (rows: true classes) coloured by the fraction of the row: classes compare fairly."""
-    counts = confusion.detach().cpu().long()
-    fractions = counts.double() / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    fig, ax = _figure(size, size)
-    ax.imshow(fractions.numpy(), cmap="Blues", vmin=0, vmax=1)
-    for (t, p), count in np.ndenumerate(counts.numpy()):  # t: true class, p: predicted
-        color = "white" if fractions[t, p] > 0.5 else "black"
-        ax.text(p, t, str(count), ha="center", va="center", fontsize=7, color=color)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set(xlabel="predicted class", ylabel="true class")
-    return fig
-
-
-def show_per_class_accuracy(accuracy: torch.Tensor, classes: Sequence[str]) -> Figure:
-    """Accuracy of each true class as horizontal bars, worst class at the top."""
-    values = [float(v) for v in accuracy]
-    order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
-    fig, ax = _figure(6, 0.3 * len(values) + 0.8)
-    ax.barh([classes[i] for i in order], [values[i] for i in order], color="tab:blue")
-    for y, i in enumerate(order):
-        ax.text(values[i] + 0.005, y, f"{values[i]:.3f}", va="center", fontsize=8)
-    ax.set(xlim=(0, 1.1), xlabel="test accuracy of the class")
     return fig
 
 

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from lenet_course.data import ImageSet, prepare_images
@@ -235,30 +234,13 @@ def test_evaluate_on_agrees_with_a_plain_forward_pass():
 # --- plots and the explorer ---------------------------------------------------------------------
 
 
-def test_inspection_plots_return_figures_with_one_panel_per_item():
-    from lenet_course.plots import (
-        show_confusion_matrix,
-        show_feature_maps,
-        show_filters,
-        show_per_class_accuracy,
-        show_predictions,
-    )
+def test_feature_maps_are_drawn_one_panel_per_map():
+    """(The figures that only notebook 07 draws are checked in its hidden cells.)"""
+    from lenet_course.plots import show_feature_maps
 
     model = build_model("lenet5-1998")
-    figure = show_filters(learned_filters(model, "C3"))
-    assert isinstance(figure, Figure) and len(figure.axes) == 16 * 6
     maps = stage_maps(model, batch_for(model, n=1))
     assert len(show_feature_maps(maps["C3"][0]).axes) == 16
-    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
-    figure = show_predictions(images, [0, 1, 2], [0, 2, 2], list("abc"), [0.9, 0.5, 0.8], ncols=2)
-    colors = [ax.title.get_color() for ax in figure.axes[:3]]
-    assert colors == ["tab:green", "tab:red", "tab:green"]
-    assert figure.axes[1].title.get_text() == "c (0.50)\ntrue: b"
-    confusion = torch.tensor([[3, 1], [0, 4]])
-    assert len(show_confusion_matrix(confusion, ["x", "y"]).axes[0].texts) == 4
-    assert isinstance(show_per_class_accuracy(per_class_accuracy(confusion), ["x", "y"]), Figure)
-    with pytest.raises(ValueError, match="3 images, 2 labels and 3 predictions"):
-        show_predictions(images, [0, 1], [0, 1, 2], list("abc"))
 
 
 def test_feature_map_view_and_explorer():
