@@ -1,18 +1,15 @@
-"""Look inside a trained LeNet: feature maps and filters (by forward hooks), and its mistakes."""
+"""Look inside a trained LeNet: its feature maps and filters, by forward hooks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from lenet_course.data import ImageSet
 from lenet_course.lenet1998 import LeNet5_1998, PartialConv2d, squash
 from lenet_course.models import LeNet5v1, eval_mode
-from lenet_course.predict import class_probabilities
 
 STAGES: tuple[str, ...] = ("C1", "S2", "C3", "S4")  #: LeNet-5's feature maps (LeCun 1998, Fig. 2)
 _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU)
@@ -97,72 +94,3 @@ def learned_filters(model: nn.Module, stage: str = "C1") -> Tensor:
     module = model.get_submodule(convs[stage])
     weight = module.dense_weight() if isinstance(module, PartialConv2d) else module.weight
     return weight.detach().cpu().clone()
-
-
-@dataclass
-class Evaluation:
-    """A model's answers on a labelled set: ``probabilities`` (N x K), ``labels`` (N)."""
-
-    probabilities: Tensor
-    labels: Tensor
-    classes: tuple[str, ...]
-
-    @property
-    def predictions(self) -> Tensor:
-        """The most likely class of each example (int64, N)."""
-        return self.probabilities.argmax(dim=1)
-
-    @property
-    def accuracy(self) -> float:
-        """The fraction of examples whose most likely class is the true one."""
-        return float((self.predictions == self.labels).double().mean())
-
-    @property
-    def confusion(self) -> Tensor:
-        """The confusion matrix (rows: true class, columns: predicted class)."""
-        return confusion_matrix(self.labels, self.predictions, len(self.classes))
-
-
-def evaluate_on(model: nn.Module, data: ImageSet, normalization: Mapping[str, Any], *,
-                batch_size: int = 1000) -> Evaluation:
-    """Run ``model`` once over ``data`` and keep the class probabilities."""
-    probabilities = class_probabilities(model, data.images, normalization, batch_size=batch_size)
-    return Evaluation(probabilities, data.labels.cpu(), tuple(data.classes))
-
-
-def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
-    """K x K counts (int64): entry [t, p] is how many examples of class t were predicted as p."""
-    labels, predictions = labels.cpu().long().flatten(), predictions.cpu().long().flatten()
-    if labels.shape != predictions.shape:
-        raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions")
-    for what, values in (("label", labels), ("prediction", predictions)):
-        bad = values[(values < 0) | (values >= num_classes)]
-        if len(bad):
-            raise ValueError(f"{what} {int(bad[0])} is not a class of 0..{num_classes - 1}")
-    counts = torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
-    return counts.view(num_classes, num_classes)
-
-
-def per_class_accuracy(confusion: Tensor) -> Tensor:
-    """The fraction of each true class predicted correctly (float64; NaN for an absent class)."""
-    return confusion.diagonal().double() / confusion.sum(dim=1).double()
-
-
-def most_confused_pairs(confusion: Tensor, k: int = 5) -> list[tuple[int, int, int]]:
-    """The ``k`` largest off-diagonal counts as (true, predicted, count), largest first."""
-    size = confusion.shape[0]
-    pairs = [(t, p, int(confusion[t, p])) for t in range(size) for p in range(size) if t != p]
-    return sorted((pair for pair in pairs if pair[2] > 0), key=lambda pair: -pair[2])[:k]
-
-
-def examples_of(labels: Tensor, predictions: Tensor, true: int, predicted: int,
-                k: int = 8) -> Tensor:
-    """Indices of the first ``k`` examples of class ``true`` predicted as ``predicted``."""
-    return torch.nonzero((labels.cpu() == true) & (predictions.cpu() == predicted)).flatten()[:k]
-
-
-def most_confidently_wrong(probabilities: Tensor, labels: Tensor, k: int = 10) -> Tensor:
-    """Indices of the ``k`` wrong predictions made with the highest probability, most sure first."""
-    confidence, predictions = probabilities.max(dim=1)
-    wrong = torch.nonzero(predictions != labels.to(predictions.device)).flatten()
-    return wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:k].cpu()

@@ -11,11 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
-# The whole package. Issue 11's redesign brought it to 3,490 (limit 3,500, aim 3,000); the
+# The whole package. Issue 11's redesign brought it to 3,490 (budget 3,500, aim 3,000); the
 # kernel explorer, transposed-convolution sizes (issue 12), the exercise checker (issue 13) and the
-# CUDA whole-step graph (issue 14) added about 280 lines, the figures that only one notebook draws
-# moved into that notebook (108 lines out), and DDP under torchrun (issue 15) added 140.
-MAX_PACKAGE_LINES = 3850
+# CUDA whole-step graph (issue 14) added about 280 lines, and DDP under torchrun (issue 15) 140.
+# Code that only one notebook uses moved into that notebook (figures of 03, 04, 05 and 07, the
+# error analysis of 07: 238 lines out). Still over the budget: see the README.
+MAX_PACKAGE_LINES = 3700
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
