@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 LAYERS = (
     "notebook", "check", "paper", "arithmetic", "data", "lenet1998", "models", "counting", "sdlm",
-    "config", "checkpoint", "distributed", "train", "predict", "inspect_model", "plots", "widgets",
-    "cli",
+    "config", "checkpoint", "distributed", "graphs", "train", "predict", "inspect_model", "plots",
+    "widgets", "cli",
 )
 
 __all__ = ["LAYERS", "__version__"]

@@ -132,6 +132,9 @@ CONFIG_FLAGS: dict[str, tuple[Any, str]] = {
     "weight_decay": (number(float, 0.0), "L2 penalty"),
     "schedule": (("none", *SCHEDULES), "learning-rate schedule"),
     "label_smoothing": (number(float, 0.0, 1.0), "for cross-entropy"),
+    "crop": (number(int, 0, 9), "random crops: shift training images by up to N pixels"),
+    "flip": (bool, "random horizontal flips of the training images"),
+    "test_flip": (bool, "evaluate each image and its mirror image"),
     "seed": (number(int, 0), "random seed: weights, shuffles, subsets"),
 }
 
@@ -158,7 +161,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist",
                         help="default: fashion-mnist")
-    parser.add_argument("--model", choices=MODEL_NAMES, default="v1", help="default: v1")
+    parser.add_argument("--model", choices=MODEL_NAMES,
+                        help="default: v1; lenet-bn for --recipe challenge")
     parser.add_argument("--activation", choices=ACTIVATIONS, help="for v1/v2/v3/classic")
     parser.add_argument("--pooling", choices=POOLINGS, help="for v1/v2/v3/classic")
     parser.add_argument("--recipe", choices=sorted(RECIPES),
@@ -189,7 +193,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe, with the flags that were given replacing its settings."""
+    """The recipe, with the flags that were given replacing its settings (and --model's default)."""
+    args.model = args.model or ("lenet-bn" if args.recipe == "challenge" else "v1")
     recipe = args.recipe or ("lenet5-1998" if args.model == "lenet5-1998" else "modern")
     changes = {name: vars(args)[name] for name in CONFIG_FLAGS if vars(args)[name] is not None}
     if changes.get("schedule") == "none":
@@ -308,21 +313,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     test = random_subset(load_dataset(dataset, "test", root=args.root), args.test_subset, args.seed)
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
         accuracy = evaluate(model.to(device), test, checkpoint["normalization"],
-                            batch_size=args.batch_size, device=device)
+                            batch_size=args.batch_size, device=device,
+                            flip=bool((checkpoint["train_config"] or {}).get("test_flip")))
     recorded = (checkpoint["history"] or [{}])[-1].get("test_accuracy")
     note = f"; the checkpoint recorded {recorded:.4f}" if recorded is not None else ""
     print(f"{dataset} test accuracy {accuracy:.4f} ({len(test.labels):,} images, "
           f"{checkpoint['model']['name']} after {checkpoint['epoch']} epochs{note})")
     return 0
-
-
-def reproduction_command(epochs: int, seed: int = 0, train_subset: int | None = None,
-                         out: str = "runs/lenet5-1998") -> list[str]:
-    """The command line of notebook 08's reproduction: the "lenet5-1998" recipe on MNIST."""
-    subset = [] if train_subset is None else ["--train-subset", str(train_subset)]
-    return ["python", "-m", "lenet_course", "train", "--model", "lenet5-1998", "--dataset", "mnist",
-            "--recipe", "lenet5-1998", "--epochs", str(epochs), "--seed", str(seed), *subset,
-            "--out", out]
 
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add arguments, run)

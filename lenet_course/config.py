@@ -27,6 +27,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Schedule = None  # None, one of SCHEDULES, or a function epoch -> lr
     label_smoothing: float = 0.0  # for cross-entropy; not for a model with its own loss()
+    crop: int = 0  # random crops: each training image shifted by up to this many pixels each way
+    flip: bool = False  # random horizontal flips of the training images (clothes, not digits)
+    test_flip: bool = False  # evaluate each image and its mirror image (their mean probabilities)
     seed: int = 0  # seeds torch and decides every epoch's shuffle
     normalization: dict[str, Any] | None = None  # None: from the training images' statistics
     # The settings below change where and how fast the run goes, not what it learns.
@@ -50,6 +53,7 @@ class TrainConfig:
             ("momentum", 0.0 <= self.momentum < 1.0, "0 <= momentum < 1"),
             ("weight_decay", 0.0 <= self.weight_decay <= 1e15, "0 <= weight_decay <= 1e15"),
             ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "0 <= label_smoothing < 1"),
+            ("crop", isinstance(self.crop, int) and 0 <= self.crop <= 8, "a whole number 0..8"),
             ("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**63, "0 <= seed < 2**63"),
             ("schedule", self.schedule in (None, *SCHEDULES) or callable(self.schedule),
              f"None, one of {SCHEDULES}, or a function epoch -> lr"),
@@ -67,12 +71,15 @@ class TrainConfig:
 
 
 #: The course's recipes.  "classic": d2l's train_ch6 for its LeNet.  "modern": notebook 06's
-#: (Nesterov momentum, one-cycle, label smoothing).  "lenet5-1998": how notebook 08 trains the
-#: 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one example at a time.
+#: (Nesterov momentum, one-cycle, label smoothing).  "challenge": notebook 10's, for LeNetBN
+#: (modern, with crops, flips and test-time flips, 40 epochs).  "lenet5-1998": how notebook 08
+#: trains the 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one at a time.
+_MODERN = TrainConfig(epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                      weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1)
 RECIPES: dict[str, TrainConfig] = {
     "classic": TrainConfig(epochs=10, batch_size=256, lr=0.9),
-    "modern": TrainConfig(epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1),
+    "modern": _MODERN,
+    "challenge": _MODERN.replace(epochs=40, crop=2, flip=True, test_flip=True),
     "lenet5-1998": TrainConfig(epochs=6, batch_size=64, lr=3e-3, optimizer="adam",
                                schedule="cosine"),
     "sdlm-1998": TrainConfig(epochs=20, batch_size=1, lr=5e-4, optimizer="sdlm", schedule="paper"),
@@ -81,8 +88,8 @@ RECIPES: dict[str, TrainConfig] = {
 #: a resumed run keeps it, and its epochs when a schedule uses them (RESUME_FLAGS: unlike flags).
 RESUME_KEYS = (
     "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "schedule",
-    "label_smoothing", "seed", "channels_last", "bf16", "dataset", "model", "train_size",
-    "validation_size", "train_data",
+    "label_smoothing", "crop", "flip", "seed", "channels_last", "bf16", "dataset", "model",
+    "train_size", "validation_size", "train_data",
 )
 RESUME_FLAGS = {"model": "--model/--activation/--pooling", "train_size": "--train-subset",
                 "validation_size": "--validation", "channels_last": "--device",

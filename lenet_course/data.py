@@ -362,3 +362,26 @@ def prepare_images(images: torch.Tensor, input_spec: InputSpec,
         scale, shift = 1.0 / (255.0 * std), -mean / std
     out = images.to(torch.float32).mul_(scale).add_(shift)
     return out.expand(-1, channels, -1, -1).contiguous() if channels != 1 else out
+
+
+def augment(x: torch.Tensor, crop: int, flip: bool, background: float) -> torch.Tensor:
+    """The batch ``x`` (N x C x H x W) with each image mirrored left-right with probability 1/2
+    (``flip``) and shifted by up to ``crop`` pixels each way, as a random crop of the image padded
+    with ``background``: on x's device, drawn from torch's generator (a checkpoint saves it)."""
+    n, _, h, w = x.shape
+    if flip:
+        x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
+    if crop:
+        padded = torch.nn.functional.pad(x, (crop, crop, crop, crop), value=background)
+        dy, dx = torch.randint(0, 2 * crop + 1, (2, n, 1, 1), device=x.device)
+        rows = dy + torch.arange(h, device=x.device)[:, None]  # N x H x 1
+        cols = dx + torch.arange(w, device=x.device)  # N x 1 x W
+        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # N x H x W x C
+        x = x.permute(0, 3, 1, 2)  # N x C x H x W (its memory stays channels-last)
+    return x
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the examples in ``epoch``, from (seed, epoch) on the CPU: alike on resume."""
+    seed = (seed * 1_000_003 + epoch) % 2**64  # a generator takes seeds below 2**64
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))

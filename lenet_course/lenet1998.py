@@ -1,4 +1,4 @@
-"""LeNet-5 as published by LeCun et al. (1998), piece by piece, and :class:`LeNetVariant`."""
+"""LeNet-5 as published by LeCun et al. (1998), piece by piece (notebook 08 builds its variants)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ _FAN_INS = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}  # C3's F_i depend
 
 
 @torch.no_grad()
-def _uniform_(tensors: Iterable[torch.Tensor], fan_in: int,
-              bound: Callable[[int], float] = INIT_BOUNDS["paper"]) -> None:
+def uniform_(tensors: Iterable[torch.Tensor], fan_in: int,
+             bound: Callable[[int], float] = INIT_BOUNDS["paper"]) -> None:
+    """Draw every tensor uniformly in +/-``bound(fan_in)`` (the paper's rule by default)."""
     for tensor in tensors:
         tensor.uniform_(-bound(fan_in), bound(fan_in))
 
@@ -48,7 +49,7 @@ class Subsampling(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(channels))
         self.bias = nn.Parameter(torch.empty(channels))
-        _uniform_(self.parameters(), 4)  # F_i: 2x2 inputs
+        uniform_(self.parameters(), 4)  # F_i: 2x2 inputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=1)  # sum of 2x2
@@ -73,7 +74,7 @@ class PartialConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(len(index), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(self.out_channels))
         for j, kernels, fan_in in self.maps():
-            _uniform_((self.weight[kernels], self.bias[j : j + 1]), fan_in)
+            uniform_((self.weight[kernels], self.bias[j : j + 1]), fan_in)
 
     def maps(self) -> Iterator[tuple[int, slice, int]]:
         """For each output map j: (j, the slice of ``weight`` holding its kernels, its fan-in)."""
@@ -169,7 +170,7 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
         self.f6 = nn.Linear(120, 84)
         self.output = EuclideanRBF(digit_prototypes())
         for name in ("c1", "c5", "f6"):  # redraw PyTorch's default by the paper's rule
-            _uniform_(getattr(self, name).parameters(), _FAN_INS[name])
+            uniform_(getattr(self, name).parameters(), _FAN_INS[name])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 84 F6 states, the point that the RBF units compare with their prototypes."""
@@ -213,54 +214,3 @@ def reinitialise_(model: LeNet5_1998, rule: str = "paper",
             bound = INIT_BOUNDS[rule](fan_in)
             model.get_parameter(name)[part].uniform_(-bound, bound, generator=generator)
     return model
-
-
-VARIANT_CHOICES = {"output": ("rbf", "linear"), "activation": ("squash", "relu"),
-                   "pooling": ("subsampling", "max"), "init": ("paper", "pytorch")}
-
-
-class LeNetVariant(nn.Module):
-    """LeNet-5 (1998) with design choices swapped (VARIANT_CHOICES, the paper's first: the defaults
-    compute LeNet5_1998).  F6 squashes RBF inputs whatever the activation; C3 keeps Table I."""
-
-    def __init__(self, output: str = "rbf", activation: str = "squash",
-                 pooling: str = "subsampling", init: str = "paper", j: float = MAP_J) -> None:
-        super().__init__()
-        options = {"output": output, "activation": activation, "pooling": pooling, "init": init}
-        for name, value in options.items():
-            if value not in VARIANT_CHOICES[name]:
-                raise ValueError(f"{name}={value!r} is unknown; use one of {VARIANT_CHOICES[name]}")
-        self.config: dict[str, Any] = {"name": "lenet5-1998-variant", **options, "j": j}
-        self.output_kind, self.j = output, float(j)
-        self.act = squash if activation == "squash" else F.relu
-        paper = LeNet5_1998(j=j)  # the paper's layers, drawn by its rule
-        self.input_spec = paper.input_spec
-        self.c1, self.c3, self.c5, self.f6 = paper.c1, paper.c3, paper.c5, paper.f6
-        self.s2: nn.Module = paper.s2 if pooling == "subsampling" else nn.MaxPool2d(2)
-        self.s4: nn.Module = paper.s4 if pooling == "subsampling" else nn.MaxPool2d(2)
-        self.output: nn.Module = paper.output if output == "rbf" else nn.Linear(84, 10)
-        if output == "linear":
-            _uniform_(self.output.parameters(), 84)
-        if init == "pytorch":
-            for layer in (self.c1, self.c5, self.f6, self.output):
-                if hasattr(layer, "reset_parameters"):
-                    layer.reset_parameters()
-            for j_map, kernels, fan_in in self.c3.maps():  # what nn.Conv2d draws, map by map
-                parts = (self.c3.weight[kernels], self.c3.bias[j_map])
-                _uniform_(parts, fan_in, lambda f: 1.0 / math.sqrt(f))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, pool in ((self.c1, self.s2), (self.c3, self.s4)):
-            x = pool(self.act(conv(x)))
-            x = self.act(x) if isinstance(pool, Subsampling) else x  # max-pooling does not squash
-        x = self.act(self.c5(x)).flatten(1)
-        return self.output((squash if self.output_kind == "rbf" else self.act)(self.f6(x)))
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """MAP loss for RBF outputs, cross-entropy for linear ones."""
-        rbf = self.output_kind == "rbf"
-        return map_loss(outputs, targets, self.j) if rbf else F.cross_entropy(outputs, targets)
-
-    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Higher = more likely: negated penalties (RBF) or the logits (linear)."""
-        return -outputs if self.output_kind == "rbf" else outputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from lenet_course.lenet1998 import LeNet5_1998
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "sigmoid", "tanh")
 POOLINGS: tuple[str, ...] = ("avg", "max")
-MODEL_NAMES: tuple[str, ...] = ("v1", "v2", "v3", "classic", "lenet5-1998")
+MODEL_NAMES: tuple[str, ...] = ("v1", "v2", "v3", "classic", "lenet5-1998", "lenet-bn")
 #: What LeNet5v1 applies in ``forward``, and the modules LeNet5v2/v3 hold, by option name.
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 POOLING_FUNCTIONS = {"avg": F.avg_pool2d, "max": F.max_pool2d}
@@ -37,13 +37,17 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @torch.no_grad()
-def class_scores(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def class_scores(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+                 flip: bool = False) -> torch.Tensor:
     """Class scores (higher = more likely) of the prepared images ``x``, batch by batch on their
-    device: ``model.scores(outputs)`` when the model defines it, else the outputs."""
-    with eval_mode(model):
-        outputs = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    device: ``model.scores(outputs)`` when the model defines it, else the outputs.  ``flip``
+    (test-time flips): the mean of the softmax of the scores of each image and its mirror image."""
     scores = getattr(model, "scores", None)
-    return scores(outputs) if callable(scores) else outputs
+    with eval_mode(model):
+        outputs = [torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+                   for x in ((x, x.flip(3)) if flip else (x,))]
+    outputs = [scores(o) if callable(scores) else o for o in outputs]
+    return (outputs[0].softmax(1) + outputs[1].softmax(1)) / 2 if flip else outputs[0]
 
 
 def _configure(model: nn.Module, name: str, activation: str, pooling: str, input_size: int,
@@ -140,6 +144,32 @@ class LeNet5v3(_CheckedSequential):
         ))
 
 
+class LeNetBN(_CheckedSequential):
+    """LeNet's shape (two 5x5 convolutions, three linear layers) with batch normalisation after
+    every layer but the last (whose bias it makes redundant).  ``widths``: the channels of the two
+    convolutions and the units of the two hidden linear layers.  Default: ReLU, max pooling and
+    (16, 32, 56, 48), 61,482 parameters, within LeNet-5's 61,706 (notebook 10's challenge)."""
+
+    def __init__(self, activation: str = "relu", pooling: str = "max", input_size: int = 28,
+                 num_classes: int = 10, widths: Sequence[int] = (16, 32, 56, 48)) -> None:
+        padding = _configure(self, "lenet-bn", activation, pooling, input_size, num_classes)
+        if len(widths) != 4 or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(f"widths={widths!r}; give 4 positive whole numbers (conv1, conv2, "
+                             "fc1, fc2)")
+        self.config["widths"] = c1, c2, h1, h2 = list(widths)
+        act, pool = _MODULES[activation], _MODULES[pooling]
+        super().__init__(OrderedDict(
+            conv_block1=nn.Sequential(nn.Conv2d(1, c1, 5, padding=padding, bias=False),
+                                      nn.BatchNorm2d(c1), act(), pool(kernel_size=2, stride=2)),
+            conv_block2=nn.Sequential(nn.Conv2d(c1, c2, 5, bias=False), nn.BatchNorm2d(c2), act(),
+                                      pool(kernel_size=2, stride=2)),
+            fc_block1=nn.Sequential(nn.Flatten(), nn.Linear(c2 * 5 * 5, h1, bias=False),
+                                    nn.BatchNorm1d(h1), act()),
+            fc_block2=nn.Sequential(nn.Linear(h1, h2, bias=False), nn.BatchNorm1d(h2), act()),
+            output=nn.Linear(h2, num_classes),
+        ))
+
+
 def _entries(module: nn.Module) -> list[list[tuple[str, torch.Tensor]]]:
     """[parameters, persistent buffers] of ``module``, each in registration order."""
     saved = module.state_dict(keep_vars=True).keys()
@@ -182,16 +212,18 @@ def transfer_weights(src: nn.Module, dst: nn.Module) -> list[tuple[str, str]]:
     return [(a, b) for a, _, b, _ in pairs]
 
 
-_CLASSES = {"v1": LeNet5v1, "v2": LeNet5v2, "v3": LeNet5v3, "lenet5-1998": LeNet5_1998}
+_CLASSES = {"v1": LeNet5v1, "v2": LeNet5v2, "v3": LeNet5v3, "lenet5-1998": LeNet5_1998,
+            "lenet-bn": LeNetBN}
 _OPTIONS = ("activation", "pooling", "input_size", "num_classes")
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
     """A course model by name; ``build_model(**model.config)`` rebuilds one.  "classic" is d2l's
-    LeNet (``LeNet5v2`` with sigmoid and average pooling); "lenet5-1998" takes only ``j``."""
+    LeNet (``LeNet5v2`` with sigmoid and average pooling); "lenet5-1998" takes only ``j``;
+    "lenet-bn" (``LeNetBN``) also ``widths``."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
-    allowed = ("j",) if name == "lenet5-1998" else _OPTIONS
+    allowed = {"lenet5-1998": ("j",), "lenet-bn": (*_OPTIONS, "widths")}.get(name, _OPTIONS)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; its "

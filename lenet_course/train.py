@@ -34,11 +34,14 @@ from lenet_course.config import RESUME_FLAGS, RESUME_KEYS, TrainConfig, learning
 from lenet_course.data import (
     CLASS_NAMES,
     InputSpec,
+    augment,
+    epoch_permutation,
     images_and_labels,
     normalization_for,
     prepare_images,
 )
 from lenet_course.distributed import resolve_device
+from lenet_course.graphs import Graphed, capture, replay_epoch
 from lenet_course.lenet1998 import LeNet5_1998
 from lenet_course.models import class_scores
 from lenet_course.paper import PAPER_HESSIAN_SAMPLES
@@ -79,12 +82,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of the examples in ``epoch``, from (seed, epoch) on the CPU: alike on resume."""
-    seed = (seed * 1_000_003 + epoch) % 2**64  # a generator takes seeds below 2**64
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
 def _input_spec(model: nn.Module) -> InputSpec:
     return getattr(model, "input_spec", None) or InputSpec()  # a user's model: 1 x 28 x 28
 
@@ -98,14 +95,17 @@ def _on_device(data: Any, what: str, run: _Run) -> tuple[torch.Tensor, torch.Ten
 
 
 def evaluate(model: nn.Module, data: Any, normalization: dict[str, Any] | None = None, *,
-             batch_size: int = 1000, device: str | torch.device | None = None) -> float:
-    """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own)."""
+             batch_size: int = 1000, device: str | torch.device | None = None,
+             flip: bool = False) -> float:
+    """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own);
+    ``flip``: with test-time flips (see ``class_scores``)."""
     spec = _input_spec(model)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     images, labels = images_and_labels(data)
     norm = normalization if normalization is not None else normalization_for(spec, images)
     x = prepare_images(images.to(device), spec, dict(norm))
-    return (class_scores(model, x, batch_size).argmax(1) == labels.to(device)).sum().item() / len(x)
+    right = class_scores(model, x, batch_size, flip).argmax(1) == labels.to(device)
+    return right.sum().item() / len(x)
 
 
 @dataclass
@@ -120,13 +120,14 @@ class _Run:
     channels_last: bool
     world: int = 1  # processes training together (torchrun)
     rank: int = 0
+    background: float = 0.0  # a blank pixel, prepared: what a crop shifts in
     history: History = field(default_factory=History)
     x: torch.Tensor = field(init=False)  # all training images, prepared, on the device
     y: torch.Tensor = field(init=False)
     sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     optimizer: torch.optim.Optimizer = field(init=False)
     runner: Callable[[torch.Tensor], torch.Tensor] = field(init=False)  # the model, or compiled
-    graphed: _Graphed | None = None  # the CUDA graphs of cuda_graphs=True
+    graphed: Graphed | None = None  # the CUDA graphs of cuda_graphs=True
 
     @property
     def per_step(self) -> int:  # the global batch: all ranks' examples of one step
@@ -186,6 +187,8 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
                 group["lr"] = run.lr_at(epoch * run.steps + step)
         index = distributed.shard(order[step * run.per_step : (step + 1) * run.per_step])
         xb, yb = x[index], y[index]  # a slice of the permutation (this rank's part): one gather
+        if c.crop or c.flip:
+            xb = augment(xb, c.crop, c.flip, run.background)
         with run.autocast():
             outputs = run.runner(xb)
             loss = run.loss(outputs, yb)
@@ -198,84 +201,14 @@ def train_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torc
     return losses, correct
 
 
-class _Graphed:
-    """The fast path's CUDA graphs and the device tensors that they read and write."""
-
-    def __init__(self, run: _Run) -> None:
-        lrs, device = [run.lr_at(step) for step in range(run.config.epochs * run.steps)], run.device
-        self.order = torch.arange(len(run.y), device=device)  # the epoch's permutation
-        self.step = torch.zeros(1, dtype=torch.long, device=device)  # each replay adds 1
-        self.lrs = torch.tensor(lrs, device=device)  # every step's rate, copied into lr
-        self.lr, self.losses = torch.zeros((), device=device), torch.zeros(run.steps, device=device)
-        self.correct = torch.zeros(run.steps, dtype=torch.long, device=device)  # per step
-        self.graphs: dict[int, Any] = {}  # batch size -> the graph of graph_step
-
-
-def graph_step(run: _Run, size: int) -> None:
-    """The step a CUDA graph records: device tensors only, read at the step counter (no sync)."""
-    g = run.graphed
-    within = g.step % run.steps
-    index = g.order[within * run.config.batch_size + torch.arange(size, device=run.device)]
-    xb, yb = run.x[index], run.y[index]
-    g.lr.copy_(g.lrs[g.step][0])
-    with run.autocast():
-        outputs = run.model(xb)
-        loss = run.loss(outputs, yb)
-    loss.backward()
-    run.optimizer.step()
-    g.losses.index_copy_(0, within, loss.detach().float().view(1))
-    g.correct.index_copy_(0, within, (run.scores(outputs.detach()).argmax(1) == yb).sum().view(1))
-    g.step += 1
-
-
-def replay_epoch(run: _Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torch.Tensor, ...]:
-    """:func:`train_epoch` on the fast path: a replay of the recorded step per batch."""
-    g, n, batch = run.graphed, len(run.y), run.config.batch_size
-    g.order.copy_(epoch_permutation(n, run.config.seed, epoch))
-    g.step.fill_(epoch * run.steps)
-    for step in range(run.steps):
-        g.graphs[min(batch, n - step * batch)].replay()
-        on_step()
-    return g.losses, g.correct.sum()
-
-
-def capture(run: _Run) -> None:
-    """Record the step as CUDA graphs (one per batch size: full, last) by PyTorch's recipe: warm up
-    on a side stream, capture with the gradients set to None, the rate read from a tensor (fused
-    SGD, capturable Adam).  The warm-up's changes to weights and optimiser are undone in place."""
-    g, opt, n, batch = _Graphed(run), run.optimizer, len(run.y), run.config.batch_size
-    flag, plain = "fused" if run.config.optimizer == "sgd" else "capturable", opt.param_groups
-    opt.param_groups = [{**group, "lr": g.lr, flag: True} for group in plain]  # while capturing
-    for state in opt.state.values():  # a resumed Adam's step count is on the CPU
-        state.update({k: v.to(run.device) for k, v in state.items()})
-    weights = {k: v.clone() for k, v in run.model.state_dict().items()}
-    saved = {(id(p), k): v.clone() for p, s in opt.state.items() for k, v in s.items()}
-    sizes, run.graphed = dict.fromkeys((min(batch, n), n - (run.steps - 1) * batch)), g
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # cuDNN, cuBLAS and the optimiser state start outside a graph
-        for size in [*sizes, *sizes]:
-            g.step.zero_()
-            graph_step(run, size)
-    torch.cuda.current_stream().wait_stream(side)
-    for size in sizes:
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(g.graphs.setdefault(size, torch.cuda.CUDAGraph())):
-            graph_step(run, size)
-    opt.param_groups = plain  # the graphs keep what they read; checkpoints get the plain settings
-    run.model.load_state_dict(weights)  # in place: the graphs read these tensors
-    for p, state in opt.state.items():  # zeros: the state of an optimiser that has not stepped
-        for k, v in state.items():
-            v.copy_(saved.get((id(p), k), torch.zeros_like(v)))
-
-
 def end_epoch(run: _Run, epoch: int, trained: tuple[torch.Tensor, ...], start: float) -> dict:
     """Evaluate, check for divergence and return the epoch's record: the epoch's one host sync,
     and under torchrun one message that sums the ranks' losses and counts."""
     losses, correct = trained
     sizes = run.local_sizes()
     with run.autocast():  # correct counts, on the device (no host sync)
-        counts = [(class_scores(run.model, x, run.config.eval_batch_size).argmax(1) == y).sum()
+        counts = [(class_scores(run.model, x, run.config.eval_batch_size,
+                                run.config.test_flip).argmax(1) == y).sum()
                   for x, y in run.sets.values()]
     finite = torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all()
     calm = (losses <= 1000 * losses[0].clamp(min=1)).all()  # exploding, if not yet inf or NaN
@@ -311,11 +244,12 @@ def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
     """Refuse settings that do not fit ``model`` or this machine; return the device to use."""
     device = resolve_device(config.device)
     name = getattr(model, "config", {}).get("name", type(model).__name__)
-    if config.cuda_graphs and (device.type != "cuda" or config.compile
-                               or config.optimizer == "sdlm" or distributed.launched()):
+    if config.cuda_graphs and (device.type != "cuda" or config.compile or config.crop
+                               or config.flip or config.optimizer == "sdlm"
+                               or distributed.launched()):
         raise ValueError("cuda_graphs=True records each training step as a CUDA graph: it needs a "
-                         "CUDA device (on the CPU, train without it), one process, no compile and "
-                         "no sdlm")
+                         "CUDA device (on the CPU, train without it), one process, no compile, "
+                         "no crop or flip and no sdlm")
     if config.label_smoothing and callable(getattr(model, "loss", None)):
         raise ValueError(f"label_smoothing={config.label_smoothing} applies to cross-entropy, but "
                          f"{name} has its own loss(); use label_smoothing=0")
@@ -338,6 +272,8 @@ def _setup(model: nn.Module, train: Any, config: TrainConfig, sets: dict[str, An
     run = _Run(model, config, device, spec, dict(norm), channels_last, distributed.world_size(),
                distributed.rank())
     run.x, run.y = _on_device(train, "train", run)
+    blank = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    run.background = prepare_images(blank, spec, run.normalization).min().item()
     if run.steps == 0:
         raise ValueError(f"{len(run.y)} training examples for {run.world} processes; give each one")
     run.sets = {name: _on_device(data, name, run) for name, data in sets.items()

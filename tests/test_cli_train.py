@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_course.cli import build_parser, config_from_args, main, reproduction_command
+from lenet_course.cli import build_parser, config_from_args, main
 from lenet_course.config import RECIPES, TrainConfig
 from lenet_course.data import load_dataset, random_subset
 from lenet_course.models import build_model
+from lenet_course.notebook import recorded_values
 from lenet_course.paper import error_percent
 from lenet_course.train import fit, seed_everything
 
@@ -176,21 +177,34 @@ def test_help_shows_the_recipes_defaults():
     assert f"default: {modern.weight_decay}" not in text  # the two recipes differ: both shown
 
 
-def test_reproduction_command_is_the_notebooks_recipe():
-    command = reproduction_command(20, seed=3, train_subset=500, out="somewhere")
+def reproduction_command(epochs: int, seed: int, train_subset: int, out: str) -> list[str]:
+    """Notebook 08's command line (as it recorded it), with other passes, seed, subset and --out."""
+    notebook = json.loads((REPO / "notebooks" / "08_lenet5_1998_on_mnist.ipynb").read_text())
+    command = recorded_values(notebook)["command"]
+    flags = {"--epochs": str(epochs), "--seed": str(seed), "--out": out}
+    command = [flags.get(before, word) for before, word in zip(["", *command], command,
+                                                               strict=False)]
+    return [*command, "--train-subset", str(train_subset)]  # argparse: the last one counts
+
+
+def test_the_notebooks_command_is_its_recipe():
+    notebook = json.loads((REPO / "notebooks" / "08_lenet5_1998_on_mnist.ipynb").read_text())
+    command = recorded_values(notebook)["command"]
     assert command[:4] == ["python", "-m", "lenet_course", "train"]
     args = build_parser().parse_args(command[3:])
     assert (args.model, args.dataset, args.train_subset, args.out) == (
-        "lenet5-1998", "mnist", 500, "somewhere"
+        "lenet5-1998", "mnist", None, "runs/lenet5-1998"
     )
-    assert config_from_args(args) == RECIPES["lenet5-1998"].replace(epochs=20, seed=3, **RUNTIME)
-    notebook = json.loads((REPO / "notebooks" / "08_lenet5_1998_on_mnist.ipynb").read_text())
     (parameters,) = [
         "".join(cell["source"])
         for cell in notebook["cells"]
         if "parameters" in cell.get("metadata", {}).get("tags", [])
     ]
     assert f"passes = {RECIPES['lenet5-1998'].epochs} " in parameters
+    assert config_from_args(args) == RECIPES["lenet5-1998"].replace(**RUNTIME)
+    changed = build_parser().parse_args(reproduction_command(20, 3, 500, "somewhere")[3:])
+    assert (changed.epochs, changed.seed, changed.train_subset, changed.out) == (
+        20, 3, 500, "somewhere")
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ variants of notebook 08's ablation."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -16,7 +15,6 @@ from lenet_course.lenet1998 import (
     DIGIT_BITMAPS,
     INIT_BOUNDS,
     LeNet5_1998,
-    LeNetVariant,
     digit_prototypes,
     fan_ins,
     map_loss,
@@ -299,40 +297,6 @@ def test_reinitialise_is_reproducible_and_rejects_bad_input() -> None:
         reinitialise_(build_model("v1"))
 
 
-# --- the ablation variants --------------------------------------------------------------------
-
-
-def test_variant_with_defaults_is_the_1998_network() -> None:
-    x = torch.rand(5, 1, 32, 32) * 1.275 - 0.1
-    y = torch.tensor([0, 1, 2, 3, 4])
-    torch.manual_seed(3)
-    reference = LeNet5_1998()
-    torch.manual_seed(3)
-    variant = LeNetVariant()
-    assert torch.equal(variant(x), reference(x))
-    assert torch.equal(variant.loss(variant(x), y), reference.loss(reference(x), y))
-    assert sum(p.numel() for p in variant.parameters()) == 60_000
-
-
-def test_variant_options() -> None:
-    x = torch.rand(2, 1, 32, 32)
-    linear = LeNetVariant(output="linear")
-    assert sum(p.numel() for p in linear.parameters()) == 60_000 + 850
-    out = linear(x)
-    assert out.shape == (2, 10) and torch.equal(linear.scores(out), out)
-    y = torch.tensor([1, 2])
-    torch.testing.assert_close(linear.loss(out, y), F.cross_entropy(out, y))
-    pooled = LeNetVariant(pooling="max", activation="relu")
-    assert sum(p.numel() for p in pooled.parameters()) == 60_000 - 12 - 32
-    assert pooled(x).shape == (2, 10)
-    torch.manual_seed(0)
-    wide = LeNetVariant(init="pytorch")
-    assert wide.c1.weight.abs().max() > 2.4 / 25  # wider than the paper's +/-2.4/F_i
-    assert wide.c3.weight[:3].abs().max() <= 1 / 75**0.5
-    with pytest.raises(ValueError, match="pooling='avg'"):
-        LeNetVariant(pooling="avg")
-
-
 def test_squash_slope_is_the_derivative_of_squash() -> None:
     a = torch.linspace(-4, 4, 41, dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(squash(a).sum(), a)
@@ -348,23 +312,8 @@ def test_c3_maps_give_each_maps_kernels_and_fan_in() -> None:
     assert maps[-1][1].stop == c3.weight.shape[0] == 60
 
 
-def test_map_loss_is_shared_by_the_1998_network_and_its_variant() -> None:
+def test_map_loss_is_the_1998_networks_loss() -> None:
     y = torch.rand(4, 10) * 5
     targets = torch.tensor([1, 0, 7, 7])
     assert torch.equal(LeNet5_1998(j=3.0).loss(y, targets), map_loss(y, targets, 3.0))
-    assert torch.equal(LeNetVariant(j=3.0).loss(y, targets), map_loss(y, targets, 3.0))
     assert torch.equal(map_loss(y, targets), map_loss(y, targets, lenet1998.MAP_J))
-
-
-@pytest.mark.parametrize(
-    "options", [{}, {"output": "linear", "activation": "relu", "pooling": "max", "init": "pytorch"}]
-)
-def test_variants_pickle(options: dict) -> None:
-    model = LeNetVariant(**options)
-    buffer = io.BytesIO()
-    torch.save(model, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)  # our own bytes, written just above
-    x = torch.rand(2, 1, 32, 32)
-    assert torch.equal(loaded(x), model(x))
-    assert loaded.config == model.config and loaded.input_spec == model.input_spec

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import tqdm
 from torch import nn
 
+from lenet_course import graphs
 from lenet_course import train as train_module
 from lenet_course.checkpoint import HISTORY_COLUMNS, CheckpointError, History, load_checkpoint
 from lenet_course.config import RECIPES, TrainConfig, learning_rate_at
@@ -219,7 +220,7 @@ def test_the_step_a_cuda_graph_records_trains_as_the_plain_loop(tiny, optimizer)
     history = fit(plain, tiny, config)
     seed_everything(0)
     run = train_module._setup(build_model("v1"), tiny, config, {})
-    g = run.graphed = train_module._Graphed(run)
+    g = run.graphed = graphs.Graphed(run)
     for group in run.optimizer.param_groups:
         group["lr"] = g.lr  # as capture() does: the optimiser reads its rate from the tensor
     for epoch in range(2):
@@ -227,7 +228,7 @@ def test_the_step_a_cuda_graph_records_trains_as_the_plain_loop(tiny, optimizer)
         g.step.fill_(epoch * run.steps)
         for step in range(run.steps):  # batches of 200, 200 and 112
             run.optimizer.zero_grad(set_to_none=True)
-            train_module.graph_step(run, min(200, 512 - 200 * step))
+            graphs.graph_step(run, min(200, 512 - 200 * step))
     assert g.step.item() == 2 * run.steps == 6
     assert g.lr.item() == pytest.approx(run.lr_at(5))
     sizes = torch.tensor([200.0, 200.0, 112.0])
@@ -257,7 +258,7 @@ class FakeGraph:
 def fake_cuda(monkeypatch):
     """The fast path's CUDA calls stood in for on the CPU, to check its logic here: capture(),
     replay_epoch() and fit()'s use of them.  tests/test_gpu.py checks the real thing."""
-    graph_step = train_module.graph_step
+    graph_step = graphs.graph_step
 
     def noting_step(run, size):
         if FakeGraph.recording is not None:
@@ -274,7 +275,7 @@ def fake_cuda(monkeypatch):
         def wait_stream(self, other):
             pass
 
-    monkeypatch.setattr(train_module, "graph_step", noting_step)
+    monkeypatch.setattr(graphs, "graph_step", noting_step)
     monkeypatch.setattr(train_module, "check_settings", lambda model, config: torch.device("cpu"))
     for name, value in (("CUDAGraph", FakeGraph), ("graph", graph), ("Stream", Stream),
                         ("current_stream", Stream), ("stream", lambda s: contextlib.nullcontext())):
