@@ -2,8 +2,8 @@
 
 On a 2-core machine each process keeps one core busy: the notebooks' kernels and the tests run on
 one CPU thread each. The work is split in two halves of about equal time (measured in CI): the
-notebooks up to 07, in order (07 reads the checkpoint that 06 writes), with the tests that run
-notebooks, JupyterLab or the book; and the later notebooks with every other test. The first
+notebooks up to 07, in order (07 reads the checkpoint that 06 writes), and 10, with the tests that
+run notebooks, JupyterLab or the book; and notebooks 08 and 09 with every other test. The first
 half's report streams here; the second's is written to test-artifacts/tests.log and printed when
 both are done. Extra arguments go to both."""
 
@@ -24,8 +24,9 @@ def halves() -> tuple[list[str], list[str]]:
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     tests = sorted((REPO / "tests").glob("test_*.py"))
     heavy = [t for t in tests if HEAVY.match(t.name)]
-    first = [p for p in notebooks if p.name < "08"] + heavy
-    second = [p for p in notebooks if p.name >= "08"] + [t for t in tests if t not in heavy]
+    later = [p for p in notebooks if p.name[:2] in ("08", "09")]
+    first = [p for p in notebooks if p not in later] + heavy
+    second = later + [t for t in tests if t not in heavy]
     return [str(p.relative_to(REPO)) for p in first], [str(p.relative_to(REPO)) for p in second]
 
 
