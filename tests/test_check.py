@@ -45,11 +45,13 @@ def test_wrong_answers_get_the_hint_not_the_solution(answers, capsys) -> None:  
     assert "112" not in out and "56" not in out  # the hint never shows the solution
 
 
-def test_unknown_keys_and_unusable_answers_are_refused(answers) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_keys_and_unusable_answers_are_refused(answers, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(KeyError, match="keys look like '02-3'"):
         check.exercise("2-3", 1)
+    check.exercise("00-1", {"size": 112})  # a verdict for the learner, not a traceback
+    assert "not an answer I can check" in capsys.readouterr().out
     with pytest.raises(TypeError, match="give a number, a text"):
-        check.exercise("00-1", {"size": 112})
+        check.canonical({"size": 112})
 
 
 def test_canonical_forms() -> None:
@@ -75,3 +77,23 @@ def test_every_notebook_exercise_is_known_and_every_answer_is_used() -> None:
     assert used and set(used) == known, (set(used) - known, known - set(used))
     # each key twice: the learner's answer cell and the hidden solution that proves the digest
     assert all(count >= 2 for count in used.values()), used
+
+
+def test_any_real_number_is_checked_as_its_value(capsys) -> None:
+    from fractions import Fraction
+
+    import numpy as np
+    import torch
+
+    for answer in (Fraction(3, 2), np.float32(1.5), np.float64(1.5), torch.tensor([1.5]),
+                   torch.tensor(1.5), 1.5):  # fmt: skip
+        assert check.canonical(answer) == "1.5", answer
+    assert check.canonical(np.int64(469)) == check.canonical(torch.tensor([[469]])) == "469"
+    assert check.canonical(10**400) == "1" + "0" * 400  # no float overflow
+
+
+def test_anything_else_gets_a_verdict_not_an_exception(capsys) -> None:
+    key = next(iter(check.answers()))
+    for answer in ({"a": 1}, 1 + 2j, object()):
+        check.exercise(key, answer)
+        assert f"Exercise {key}: not an answer I can check" in capsys.readouterr().out

@@ -17,8 +17,9 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # network, crops, flips and test-time flips (issue 17, about 85) added about 500 lines. Code that
 # only one notebook uses moved into that notebook (figures of 03, 04, 05 and 07, the error
 # analysis of 07, notebook 08's LeNetVariant and command line: 294 lines out). A ratchet: still
-# over the budget (see the README); lower it whenever code leaves the package.
-MAX_PACKAGE_LINES = 3710
+# over the budget (see the README); lower it whenever code leaves the package. The checker's
+# acceptance of any real number (fractions, numpy scalars, one-element tensors; issue 23) added 11.
+MAX_PACKAGE_LINES = 3715
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
