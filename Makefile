@@ -19,11 +19,13 @@ ifdef LENET_COURSE_DATA
 export LENET_COURSE_DATA := $(abspath $(LENET_COURSE_DATA))
 endif
 
-.PHONY: lab test venv data book train bench clean help
+.PHONY: lab test check reproduce venv data book train bench clean help
 
 help:
 	@echo "make lab   - set up .venv and the data, start JupyterLab on notebooks/ (the course)"
 	@echo "make test  - set up .venv and run every test (package, notebooks, book, browser)"
+	@echo "make check - the quick tests only (no notebook, book or browser), under 2 minutes"
+	@echo "make reproduce - re-execute the notebooks at full size, in place, and check their claims"
 	@echo "make book  - build the Jupyter Book site into book/_build/html"
 	@echo "make train - train the modern LeNet on Fashion-MNIST into runs/train (TRAIN_ARGS=...)"
 	@echo "make bench - our trainer against d2l's train_ch6, side by side (benchmarks/)"
@@ -47,11 +49,20 @@ lab: data
 		--ServerApp.port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
-# pyproject.toml's pytest settings: the tests and the notebooks, nbval's sanitizer and time limit.
-# The notebooks and the tests run side by side (tools/run_tests.py); with PYTEST_ARGS, one pytest.
+# Every test, each notebook executed once with short parameters, as two pytest processes side by
+# side (tools/run_tests.py); with PYTEST_ARGS, one pytest.
 test: $(STAMP)
 	-tools/ensure_chromium.sh
-	$(if $(strip $(PYTEST_ARGS)),$(PY) -m pytest --nbval $(PYTEST_ARGS),$(PY) tools/run_tests.py)
+	$(if $(strip $(PYTEST_ARGS)),$(PY) -m pytest $(PYTEST_ARGS),$(PY) tools/run_tests.py)
+
+check: $(STAMP)
+	$(PY) tools/run_tests.py -m "not slow"
+
+# The committed notebooks come from here: each one re-executed at full size, in place (cell ids
+# kept), then its recorded values checked against tests/claims.py. NOTEBOOKS="06 07" picks some.
+NOTEBOOKS ?=
+reproduce: data
+	$(PY) tools/reproduce.py $(NOTEBOOKS)
 
 # Notebook 06's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
 train: data

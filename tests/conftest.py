@@ -1,21 +1,80 @@
-"""Shared fixtures: the real data root, and papermill runs of the notebooks."""
+"""Shared fixtures: the real data root, and the one run of each notebook that `make test` makes.
+
+Each notebook is executed once, by papermill with short parameters. That run is checked twice:
+its cells' outputs against the committed notebook's, as nbval would compare them (every cell but
+those tagged ``nbval-ignore-output``, whose numbers a machine or a parameter decides), and the
+values it ``record()``s, by each notebook's tests."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import torch
+from nbval.plugin import coalesce_streams, get_sanitize_patterns
 
 if (os.cpu_count() or 1) <= 2:  # the notebooks' kernels run beside this process: one thread each
     torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+SANITIZE = get_sanitize_patterns((REPO / "tests" / "nbval_sanitize.cfg").read_text())
+# What nbval leaves out of a comparison, and the tests' own values (compared by the tests).
+NOT_COMPARED = {"image/png", "image/jpeg", "application/vnd.jupyter.widget-view+json",
+                "application/vnd.lenet-course.record+json"}  # fmt: skip
+UNCOMPARED_TAGS = {"nbval-ignore-output", "nbval-skip", "parameters"}
+
+
+def sanitize(value: Any) -> Any:
+    """Apply tests/nbval_sanitize.cfg's patterns to a text, in order (as nbval does)."""
+    if isinstance(value, str):
+        for pattern, replacement in SANITIZE:
+            value = re.sub(pattern, replacement, value)
+    return value
+
+
+def comparable(outputs: list[Any]) -> dict[str, list[Any]]:
+    """A cell's outputs as nbval compares them: streams merged per name (text before a carriage
+    return dropped), then every stream and MIME type's values in order, sanitized."""
+    merged = coalesce_streams([nbformat.from_dict(output) for output in outputs])
+    found: dict[str, list[Any]] = defaultdict(list)
+    for output in merged:
+        if output.output_type == "stream":
+            found[output.name].append(sanitize(output.text))
+        elif output.output_type == "error":
+            found["error"].append(output.ename)
+        for key, value in output.get("data", {}).items():
+            if key not in NOT_COMPARED:
+                found[key].append(sanitize(value))
+    return dict(found)
+
+
+def output_differences(stored: Any, executed: Any) -> list[str]:
+    """The cells of ``stored`` whose outputs the ``executed`` run did not reproduce."""
+    fresh = {cell.id: cell for cell in executed.cells if cell.cell_type == "code"}
+    problems = []
+    for cell in stored.cells:
+        if cell.cell_type != "code" or UNCOMPARED_TAGS & set(cell.metadata.get("tags", [])):
+            continue
+        if cell.id not in fresh:
+            problems.append(f"cell {cell.id}: not in the executed notebook")
+            continue
+        want, got = comparable(cell.outputs), comparable(fresh[cell.id].outputs)
+        if want != got:
+            problems.append(f"cell {cell.id} ({cell.source.splitlines()[0][:60]!r}):\n"
+                            f"  committed: {want}\n  this run:  {got}")
+    return problems
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +96,8 @@ def real_data_root() -> Path:
 def run_notebook(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """Run ``notebooks/<name>`` with papermill and the given parameters; return what it recorded.
 
-    The executed copy is kept under ``test-artifacts/papermill/`` for inspection after a failure.
+    The run fails if a cell that the committed notebook compares printed anything else. The
+    executed copy is kept under ``test-artifacts/papermill/`` for inspection after a failure.
     """
     import papermill
 
@@ -62,7 +122,35 @@ def run_notebook(tmp_path: Path) -> Callable[..., dict[str, Any]]:
             request_save_on_cell_execute=False,
             execution_timeout=900,  # per cell; the longest take about 2 minutes: a hang
         )
+        executed = nbformat.read(output, as_version=4)
+        differences = output_differences(nbformat.read(source, as_version=4), executed)
+        if differences:
+            pytest.fail(f"{name}: {len(differences)} cells printed other outputs than the "
+                        "committed notebook:\n" + "\n".join(differences), pytrace=False)
         return recorded_values(json.loads(output.read_text()))
 
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     return run
+
+
+@dataclass
+class Build:
+    """The outcome of the one build of the book that the tests share."""
+
+    returncode: int
+    log: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def book_build() -> Build:
+    """A fresh (--all) build of the book into book/_build/html, as `make book` does, made once for
+    the book's tests and the browser's."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "build_book.py"), "--all"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "BOOK_EXECUTE": "0"},  # `make test` never re-executes the book
+    )  # fmt: skip
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    return Build(result.returncode, log, time.perf_counter() - start)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
-import os
 import re
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
@@ -22,21 +17,12 @@ from types import ModuleType
 import nbformat
 import pytest
 import yaml
+from conftest import Build
 
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 HTML = BOOK / "_build" / "html"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass
-class Build:
-    """The outcome of one build of the book."""
-
-    returncode: int
-    log: str
-    seconds: float
 
 
 class Page(HTMLParser):
@@ -121,19 +107,9 @@ def words(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def book() -> Build:
-    """A fresh (--all) build of the book into book/_build/html, as `make book` does."""
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_book.py"), "--all"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "BOOK_EXECUTE": "0"},  # `make test` never re-executes the book
-    )
-    log = ANSI.sub("", result.stdout + result.stderr)
-    return Build(result.returncode, log, time.perf_counter() - start)
+def book(book_build: Build) -> Build:
+    """The session's one fresh build of the book (conftest.book_build)."""
+    return book_build
 
 
 @pytest.mark.slow

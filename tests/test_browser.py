@@ -142,9 +142,11 @@ def new_page(browser: Any, allowed: str) -> tuple[Any, list[str]]:
     return page, blocked
 
 
-@pytest.fixture
-def jupyterlab(tmp_path: Path, real_data_root: Path) -> Iterator[Lab]:
-    """JupyterLab on a free port with a random token, serving a copy of notebooks/."""
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory, real_data_root: Path) -> Iterator[Lab]:
+    """JupyterLab on a free port with a random token, serving a copy of notebooks/ (started once
+    for the tests that drive it)."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     settings = tmp_path / "lab-settings"
@@ -291,7 +293,8 @@ def conv_explorer(page: Any) -> tuple[Any, Any]:
 def open_and_run_all(page: Any, lab: Lab, path: Path) -> None:
     """Open ``path`` in JupyterLab, run all its cells and check they ran in order."""
     cells = len(nbformat.read(path, as_version=4).cells)
-    page.goto(f"{lab.url}/lab/tree/{path.name}?token={lab.token}")
+    # ?reset: a fresh workspace, so the notebook a previous test opened on this server is closed
+    page.goto(f"{lab.url}/lab/tree/{path.name}?reset&token={lab.token}")
     # The kernel is started and connected (clicking Run All before that asks for a kernel).
     kernel = page.locator(".jp-StatusBar-TextItem[title^='Change kernel']")
     kernel.filter(has_text=re.compile(r"\|\s*Idle")).wait_for(timeout=120_000)
@@ -345,19 +348,13 @@ def test_explorer_in_jupyterlab(browser: Any, jupyterlab: Lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def built_book() -> Path:
-    """book/_build/html, brought up to date (incremental after tests/test_book.py's build)."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "build_book.py")],
-        cwd=REPO, capture_output=True, text=True, timeout=1200,
-        env={**os.environ, "BOOK_EXECUTE": "0"},
-    )  # fmt: skip
-    assert result.returncode == 0, (
-        f"the book does not build:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    )
+def built_book(book_build) -> Path:
+    """book/_build/html, from the session's one build of the book (conftest.book_build)."""
+    assert book_build.returncode == 0, f"the book does not build:\n{book_build.log[-6000:]}"
     return HTML
 
 
+@pytest.mark.slow
 def test_book_in_browser(browser: Any, built_book: Path) -> None:
     """The index shows the title and the TOC; the training chapter shows its title and a figure."""
     title = yaml.safe_load((REPO / "book" / "_config.yml").read_text())["title"]

@@ -236,7 +236,17 @@ def test_widget_views_have_stored_state(path: Path) -> None:
 # --- the learner never sees scaffolding ---------------------------------------------------------
 
 SCAFFOLDING = re.compile(r"NBVAL_IGNORE_OUTPUT|# fmt: (skip|off|on)")
-TEST_WORDS = re.compile(r"\bpapermill\b|\bnbval\b|\bCI\b")
+# The course's test machinery, which a learner never needs to hear of ("test set", "test accuracy"
+# and "test images" are course vocabulary, and stay).
+TEST_WORDS = re.compile(
+    r"\bpapermill\b|\bnbval\b|\bCI\b|\bassert(s|ed|ion|ions)?\b|\btests/|\btest_\w+\.py"
+    r"|\bthe tests?\b(?! (set|accuracy|images?|error|split|data|loss))|\bunit tests?\b",
+    re.IGNORECASE,
+)
+# A knob named after a test's bound: min_modern_accuracy, max_test_error, ...
+BOUND_KNOB = re.compile(r"^(min|max)_\w*(accuracy|error|loss)\b", re.MULTILINE)
+MAX_SHOWN_ASSERTS = 3  # per notebook, and only where the check is the lesson
+MAX_SHOWN_ASSERTS_IN_ALL = 20
 
 
 def for_the_tests(source: str) -> bool:
@@ -262,9 +272,44 @@ def test_no_scaffolding_comments(path: Path) -> None:
         comments = cell.source if cell.cell_type == "markdown" else "\n".join(
             line.split("#", 1)[1] for line in cell.source.splitlines() if "#" in line
         )
-        assert not TEST_WORDS.search(comments), (
-            f"cell {index} speaks of the test machinery: {TEST_WORDS.search(comments).group()!r}"
-        )
+        if "remove-cell" not in tags(cell):
+            assert not TEST_WORDS.search(comments), (
+                f"cell {cell.id} speaks of the test machinery: "
+                f"{TEST_WORDS.search(comments).group()!r}"
+            )
+
+
+def shown_asserts(path: Path) -> int:
+    """The assert statements in code cells a learner can see (solutions, folded, included)."""
+    return sum(
+        sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(strip_magics(c.source))))
+        for c in code_cells(load(path)) if "remove-cell" not in tags(c)
+    )
+
+
+def strip_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+@notebook_paths
+def test_few_asserts_where_a_learner_reads(path: Path) -> None:
+    """A printed comparison teaches; an assert is kept only where the check is the lesson."""
+    assert shown_asserts(path) <= MAX_SHOWN_ASSERTS
+
+
+def test_few_asserts_in_the_whole_course() -> None:
+    assert sum(shown_asserts(path) for path in NOTEBOOKS) <= MAX_SHOWN_ASSERTS_IN_ALL
+
+
+@notebook_paths
+def test_quizzes_and_knobs_say_nothing_of_the_tests(path: Path) -> None:
+    quiz = path.parent / "quizzes" / f"{path.name[:2]}.json"
+    if quiz.exists():
+        found = TEST_WORDS.search(quiz.read_text())
+        assert not found, f"{quiz.name} speaks of the test machinery: {found.group()!r}"
+    (parameters,) = [c for c in code_cells(load(path)) if "parameters" in tags(c)]
+    assert not BOUND_KNOB.search(parameters.source), "a knob named after a test's bound"
 
 
 @notebook_paths

@@ -1,11 +1,12 @@
-"""`make test`: every notebook (nbval) and every test, as two pytest processes at once.
+"""`make test` and `make check`: every test, as two pytest processes at once.
 
 On a 2-core machine each process keeps one core busy: the notebooks' kernels and the tests run on
-one CPU thread each. The work is split in two halves of about equal time (measured in CI): the
-notebooks up to 07, in order (07 reads the checkpoint that 06 writes), and 10, with the tests that
-run notebooks, JupyterLab or the book; and notebooks 08 and 09 with every other test. The first
-half's report streams here; the second's is written to test-artifacts/tests.log and printed when
-both are done. Extra arguments go to both."""
+one CPU thread each. Every notebook is executed once, by its test in tests/test_notebook_*.py
+(short parameters; the outputs that the committed notebook compares must come out the same). The
+work is split in two halves of about equal time (measured): the tests that run notebooks 01-07,
+JupyterLab or the book; and notebooks 08-10 with every other test. The first half's report
+streams here; the second's is written to test-artifacts/tests.log and printed when both are done.
+Extra arguments go to both (`make check` passes `-m "not slow"`)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LOG = REPO / "test-artifacts" / "tests.log"
-HEAVY = re.compile(r"test_(notebook|browser|book|lab)")  # notebooks, JupyterLab, the book
+# notebooks 01-07, JupyterLab, the book and the browser: about half of the suite's time
+FIRST = re.compile(r"test_(notebooks?_0[1-7]|browser|book|lab)")
 
 
 def halves() -> tuple[list[str], list[str]]:
-    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     tests = sorted((REPO / "tests").glob("test_*.py"))
-    heavy = [t for t in tests if HEAVY.match(t.name)]
-    later = [p for p in notebooks if p.name[:2] in ("08", "09")]
-    first = [p for p in notebooks if p not in later] + heavy
-    second = later + [t for t in tests if t not in heavy]
+    first = [t for t in tests if FIRST.match(t.name)]
+    second = [t for t in tests if t not in first]
     return [str(p.relative_to(REPO)) for p in first], [str(p.relative_to(REPO)) for p in second]
 
 
 def main(extra: list[str]) -> int:
     LOG.parent.mkdir(exist_ok=True)
-    pytest = [sys.executable, "-m", "pytest", "--nbval", *extra]
+    pytest = [sys.executable, "-m", "pytest", *extra]
     first, second = halves()
     start = time.perf_counter()
     with LOG.open("w") as log:
