@@ -14,6 +14,7 @@ from lenet_course.arithmetic import (
     conv_transpose2d_output_size,
     pool2d_output_size,
 )
+from lenet_course.counting import conv2d_multiply_adds, lenet5_1998_layers, linear_multiply_adds
 
 
 def _valid(size_function, *arguments) -> bool:  # type: ignore[no-untyped-def]
@@ -62,6 +63,7 @@ def test_notebook_02_with_a_small_grid(run_notebook, real_data_root) -> None:  #
         "28x28, no padding": {"C1": 24, "S2": 12, "C3": 8, "S4": 4},
     }
     assert values["trace_28"][-1] == [1, 10] and values["trace_28"][5] == [1, 16, 5, 5]
+    assert values["trace_32"] == values["trace_28"]  # the paper's 32x32, unpadded: the same shapes
     assert values["explorer_initial"] == "output size: 28 x 28"
     assert values["explorer_stride_2"] == "output size: 14 x 14"
     assert values["receptive_fields"] == {
@@ -87,6 +89,18 @@ def test_notebook_02_with_a_small_grid(run_notebook, real_data_root) -> None:  #
     expected = F.conv_transpose2d(x[None, None], kernel[None, None], stride=2)[0, 0]
     assert values["transposed_example"] == expected.tolist()
     assert values["transposed_views_agree"] is True
+    assert values["transposed_scatter_agrees"] is True
+    assert values["transposed_is_gradient"] is True
+
+    # Section 10's table: a Conv2d with the same settings maps the transposed size to
+    # n + output_padding // stride, back to n exactly when output_padding < stride; the last row
+    # (stride 1, dilation 2, output_padding 1) is accepted by PyTorch and does not come back.
+    trips = values["transposed_round_trips"]
+    assert trips["5, 3, 1, 0, 1, 2"] == [10, 6]
+    for configuration, (out, back) in trips.items():
+        n, k, s, p, extra, d = map(int, configuration.split(", "))
+        assert out == conv_transpose2d_output_size(n, k, s, p, extra, d)
+        assert back == conv2d_output_size(out, k, s, p, d) == n + extra // s
 
 
 @pytest.mark.slow
@@ -95,6 +109,10 @@ def test_notebook_03_with_another_batch_size(run_notebook) -> None:  # type: ign
     assert values["batch_size"] == 3
     assert values["modern_parameters"] == 61_706
     assert values["modern_multiply_adds"] == 416_520
+    assert values["multiply_adds_per_layer"] == [
+        conv2d_multiply_adds(1, 6, 5, 28), conv2d_multiply_adds(6, 16, 5, 10),
+        linear_multiply_adds(400, 120), linear_multiply_adds(120, 84), linear_multiply_adds(84, 10),
+    ]  # fmt: skip
     assert values["paper_table"] == {
         "C1": [6, 28, 156, 122_304],
         "S2": [6, 14, 12, 5_880],
@@ -104,6 +122,9 @@ def test_notebook_03_with_another_batch_size(run_notebook) -> None:  # type: ign
         "F6": [84, 1, 10_164, 10_164],
         "OUTPUT": [10, 1, 0, 840],
     }
+    package = {row.name: [row.maps, row.map_size, row.parameters, row.connections]
+               for row in lenet5_1998_layers()}
+    assert values["paper_table"] == package
     assert values["paper_parameters"] == 60_000
     assert values["paper_connections"] == 340_908
     assert values["output_layer_connections"] == 840
