@@ -231,6 +231,22 @@ def test_theme_and_assets_are_local(book: Build) -> None:
     assert list((HTML / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist").glob("*.woff2"))
 
 
+@pytest.mark.slow
+def test_each_script_is_loaded_once(book: Build) -> None:
+    """A widget page loads require.js and embed-amd.js once (twice drew every widget twice), and
+    MathJax loads its own extensions: none of them is a script tag of the page."""
+    pages = sorted(HTML.glob("*.html")) + sorted(HTML.glob("notebooks/*.html"))
+    for path in pages:
+        assets = [src.split("?")[0] for src in Page(path).assets]
+        scripts = [src for src in assets if src.endswith(".js")]
+        repeated = sorted({src for src in scripts if scripts.count(src) > 1})
+        assert not repeated, f"{path.name} loads {repeated} more than once"
+        assert not [src for src in scripts if "/extensions/" in src], f"{path.name}: {scripts}"
+    widget_page = Page(HTML / "notebooks" / f"{NOTEBOOKS[0].stem}.html")
+    names = [Path(src.split("?")[0]).name for src in widget_page.assets]
+    assert names.count("embed-amd.js") == names.count("require.js") == 1
+
+
 def fake_package(files: dict[str, bytes]) -> tuple[bytes, str]:
     """A gzipped npm-style tarball holding ``files``, and its sha512 integrity string."""
     import base64
@@ -280,6 +296,17 @@ def test_vendor_static_checks_unpacks_and_reuses(tmp_path: Path, monkeypatch) ->
     assert fetched == ["https://x/pkg.tgz"]
 
 
+def test_vendor_static_removes_an_old_static_folder(tmp_path: Path, monkeypatch) -> None:
+    """Copies an earlier build left in book/_static/ would be loaded on every page: gone."""
+    build_book = load_build_script()
+    monkeypatch.setattr(build_book, "VENDORED", {})
+    (tmp_path / "_static" / "widgets").mkdir(parents=True)
+    (tmp_path / "_static" / "widgets" / "require.js").write_text("old")
+    (tmp_path / "_static" / "VENDORED.json").write_text("[]")
+    assert build_book.vendor_static(tmp_path, fetch=lambda url: b"") == 0
+    assert not (tmp_path / "_static").exists()
+
+
 @pytest.mark.parametrize("problem", ["integrity", "missing file", "offline", "escape"])
 def test_vendor_static_writes_nothing_when_it_cannot(
     problem: str, tmp_path: Path, monkeypatch, capsys
@@ -320,8 +347,10 @@ def test_cdn_fallback_replaces_the_local_addresses(tmp_path: Path) -> None:
     assert config["mathjax_path"].startswith("https://") and config["html_extra_path"] == []
     assert config["bibtex_reference_style"] == stored["bibtex_reference_style"]  # the rest kept
     targets = [t for _, _, wanted in build_book.VENDORED.values() for t in wanted.values()]
-    local = [f"_static/{path}" for path in stored["nb_ipywidgets_js"]]
-    assert set(local) <= set(targets) and f"_static/{stored['mathjax_path']}" in targets
+    assert config["html_static_path"] == []  # no _vendor/ to publish
+    assert stored["html_static_path"] == ["_vendor"]  # published as _static/
+    local = [f"_vendor/{path}" for path in stored["nb_ipywidgets_js"]]
+    assert set(local) <= set(targets) and f"_vendor/{stored['mathjax_path']}" in targets
 
 
 def test_execute_switch(tmp_path: Path) -> None:

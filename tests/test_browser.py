@@ -418,6 +418,30 @@ def test_book_widgets_and_maths_work_offline(browser: Any, built_book: Path) -> 
     assert not failed, f"files missing from the site: {failed[:5]}"
 
 
+def stored_sliders(path: Path) -> int:
+    """How many slider models the notebook's stored widget state holds (each drawn once)."""
+    state = nbformat.read(path, as_version=4).metadata["widgets"]
+    models = state["application/vnd.jupyter.widget-state+json"]["state"].values()
+    return sum(model["model_name"].endswith("SliderModel") for model in models)
+
+
+def test_each_widget_is_drawn_once(browser: Any, built_book: Path) -> None:
+    """Every slider of the stored state appears once on the page, not once per copy of the widget
+    manager, and every file the page asks for (the widgets' icon fonts included) is there."""
+    for path in (notebook("01_"), notebook("02_")):
+        page, blocked = new_page(browser, "file://")
+        failed: list[str] = []
+        page.on("requestfailed", lambda request, failed=failed: failed.append(request.url))
+        page.goto((built_book / "notebooks" / f"{path.stem}.html").as_uri())
+        page.wait_for_load_state("load")
+        page.locator(".widget-slider").first.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(2_000)  # a second widget manager would draw by now
+        assert page.locator(".widget-slider").count() == stored_sliders(path), path.name
+        assert not failed, f"{path.name}: files missing from the site: {failed[:5]}"
+        assert not blocked, f"{path.name} asked the network for {blocked[:5]}"
+        page.close()
+
+
 KERNEL_SUM = re.compile(r"output\[(\d+), (\d+)\] = sum of the products = (-?\d+\.\d+)")
 
 

@@ -15,8 +15,11 @@ seconds (default 1800), so that the training cells fit.
 
 Scripts the reader's browser runs: the pages with stored widget state (the explorers, progress
 bars) need require.js and @jupyter-widgets/html-manager's ``embed-amd.js``, and the maths needs
-MathJax. ``book/_config.yml`` points at copies under ``book/_static/`` (and the widget
-stylesheet's fonts under ``book/_extra/``) so that the site works without a network; this script
+MathJax. ``book/_config.yml`` points at copies under ``book/_vendor/`` (Sphinx's static path,
+published as ``_static/``; not ``book/_static/``, whose every .js file Jupyter Book would load on
+every page, so that each widget page loaded require.js and embed-amd.js twice, and every page all
+of MathJax's extensions), and the widget stylesheet's fonts under ``book/_extra/``, so that the
+site works without a network; this script
 fetches them once from the npm registry (pinned versions, checked against their sha512
 integrity, :data:`VENDORED`) into those git-ignored folders. Where
 the registry cannot be reached and no copy is there yet, it says so and builds with the CDN
@@ -47,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 NOTEBOOKS = REPO / "notebooks"
 EXECUTE_TIMEOUT_S = 1800
-#: npm packages whose files the site loads in the reader's browser, copied into book/_static/
+#: npm packages whose files the site loads in the reader's browser, copied into book/_vendor/
 #: and book/_extra/ (both git-ignored) so that the site needs no network: (tarball, sha512
 #: integrity, {file in the tarball: where it goes under book/}).  A key ending in "/" copies a
 #: folder; a key with a "*" copies the matching files into the folder it maps to.
@@ -58,8 +61,8 @@ VENDORED = {
         "https://registry.npmjs.org/@jupyter-widgets/html-manager/-/html-manager-1.0.6.tgz",
         "sha512-+Mn+Ra8wyIHrYaUpfmf9A3dsLkt/NuwzPQN8sthdxBD35VV5cOJbpmgMhNR27n/rmP3mKyEe0PWCJrtZrXTXDQ==",
         {
-            "package/dist/embed-amd.js": "_static/widgets/embed-amd.js",
-            "package/LICENSE": "_static/widgets/LICENSE.html-manager",
+            "package/dist/embed-amd.js": "_vendor/widgets/embed-amd.js",
+            "package/LICENSE": "_vendor/widgets/LICENSE.html-manager",
             # Its stylesheet's Font Awesome fonts, which it looks up relative to the page.
             **{
                 f"package/dist/*.{kind}": "_extra/notebooks/@jupyter-widgets/html-manager/dist/"
@@ -70,7 +73,7 @@ VENDORED = {
     "requirejs@2.3.7": (
         "https://registry.npmjs.org/requirejs/-/requirejs-2.3.7.tgz",
         "sha512-DouTG8T1WanGok6Qjg2SXuCMzszOo0eHeH9hDZ5Y4x8Je+9JB38HdTLT4/VA8OaUhBa0JPVHJ0pyBkM1z+pDsw==",
-        {"package/require.js": "_static/widgets/require.js"},
+        {"package/require.js": "_vendor/widgets/require.js"},
     ),
     # The maths: Sphinx's MathJax 3 component, its fonts, and the TeX extensions it loads on
     # demand (paths relative to the script, as MathJax looks them up).
@@ -78,10 +81,10 @@ VENDORED = {
         "https://registry.npmjs.org/mathjax/-/mathjax-3.2.2.tgz",
         "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
         {
-            "package/es5/tex-mml-chtml.js": "_static/mathjax/tex-mml-chtml.js",
-            "package/es5/output/chtml/fonts/": "_static/mathjax/output/chtml/fonts/",
-            "package/es5/input/tex/extensions/": "_static/mathjax/input/tex/extensions/",
-            "package/LICENSE": "_static/mathjax/LICENSE",
+            "package/es5/tex-mml-chtml.js": "_vendor/mathjax/tex-mml-chtml.js",
+            "package/es5/output/chtml/fonts/": "_vendor/mathjax/output/chtml/fonts/",
+            "package/es5/input/tex/extensions/": "_vendor/mathjax/input/tex/extensions/",
+            "package/LICENSE": "_vendor/mathjax/LICENSE",
         },
     ),
 }
@@ -100,6 +103,7 @@ CDN_FALLBACK = {
     },
     "mathjax_path": "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js",
     "html_extra_path": [],
+    "html_static_path": [],
 }
 
 
@@ -146,9 +150,13 @@ def vendor_static(target: Path = BOOK, fetch: Any = None, timeout: float = 60.0)
 
     ``fetch(url) -> bytes`` defaults to an HTTPS download; every tarball is checked against its
     pinned integrity before anything is written, and each file lands atomically.
-    ``target/_static/VENDORED.json`` records which packages are there.
+    ``target/_vendor/VENDORED.json`` records which packages are there. A ``target/_static/``
+    left by an earlier version of this script (it held the same files) is removed.
     """
-    stamp = target / "_static" / "VENDORED.json"
+    stale = target / "_static"
+    if (stale / "VENDORED.json").exists():
+        shutil.rmtree(stale)
+    stamp = target / "_vendor" / "VENDORED.json"
     packages = sorted(VENDORED)
     try:
         if json.loads(stamp.read_text(encoding="utf-8")) == packages:
@@ -182,6 +190,7 @@ def vendor_static(target: Path = BOOK, fetch: Any = None, timeout: float = 60.0)
         partial = path.with_name(f".{path.name}.partial")
         partial.write_bytes(data)
         os.replace(partial, path)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(packages), encoding="utf-8")
     return len(files)
 
