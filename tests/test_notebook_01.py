@@ -10,6 +10,7 @@ import pytest
 from lenet_course.counting import conv2d_multiply_adds, conv2d_parameters, linear_parameters
 
 
+@pytest.mark.slow
 def test_notebook_01_with_another_seed(run_notebook, real_data_root) -> None:  # type: ignore[no-untyped-def]
     values = run_notebook("01_what_a_convolution_computes.ipynb", seed=1, image_index=3,
                           digit_index=5, random_checks=40, learning_steps=100)

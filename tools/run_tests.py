@@ -3,8 +3,8 @@
 On a 2-core machine each process keeps one core busy: the notebooks' kernels and the tests run on
 one CPU thread each. Every notebook is executed once, by its test in tests/test_notebook_*.py
 (short parameters; the outputs that the committed notebook compares must come out the same). The
-work is split in two halves of about equal time (measured): the tests that run notebooks 01-07,
-JupyterLab or the book; and notebooks 08-10 with every other test. The first half's report
+work is split in two halves of about equal time (measured): the tests that run notebooks 01-07
+and 10, JupyterLab or the book; and notebooks 08 and 09 with every other test. The first half's report
 streams here; the second's is written to test-artifacts/tests.log and printed when both are done.
 Extra arguments go to both (`make check` passes `-m "not slow"`)."""
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LOG = REPO / "test-artifacts" / "tests.log"
-# notebooks 01-07, JupyterLab, the book and the browser: about half of the suite's time
-FIRST = re.compile(r"test_(notebooks?_0[1-7]|browser|book|lab)")
+# notebooks 01-07 and 10, JupyterLab, the book and the browser: about half of the suite's time
+FIRST = re.compile(r"test_(notebooks?_(0[1-7]|10)|browser|book|lab)")
 
 
 def halves() -> tuple[list[str], list[str]]:
