@@ -11,6 +11,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lenet-course-installed
 PORT ?= 8888
+# The folder JupyterLab serves (the tests point it at a copy of notebooks/).
+LAB_DIR ?= notebooks
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k arithmetic"`.
 PYTEST_ARGS ?=
 
@@ -44,8 +46,8 @@ data: $(STAMP)
 	$(PY) -m lenet_course data
 
 lab: data
-	@echo "Starting JupyterLab on notebooks/ (port $(PORT)); open the URL it prints below."
-	$(PY) -m jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+	@echo "Starting JupyterLab on $(LAB_DIR)/ (port $(PORT)); open the URL it prints below."
+	$(PY) -m jupyter lab --notebook-dir=$(LAB_DIR) --ServerApp.ip=127.0.0.1 \
 		--ServerApp.port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 

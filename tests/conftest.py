@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,3 +159,91 @@ def book_build() -> Build:
     )  # fmt: skip
     log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     return Build(result.returncode, log, time.perf_counter() - start)
+
+
+# JupyterLab user settings for a quiet, deterministic session: no news or update checks (no
+# network, no toasts over the notebook), every cell attached to the DOM (no windowing).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+        "doNotDisturbMode": True,
+    },
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server, started by `make lab`."""
+
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory, real_data_root: Path) -> Iterator[Lab]:
+    """The README's `make lab`, started once for every test that needs JupyterLab: on a free port
+    with a random token, serving a copy of notebooks/ (LAB_DIR), with quiet settings."""
+    tmp_path = tmp_path_factory.mktemp("lab")
+    root = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for name, values in LAB_SETTINGS.items():
+        (tmp_path / "lab-settings" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lab-settings" / name).write_text(json.dumps(values))
+    config = tmp_path / "jupyter-config"
+    config.mkdir()
+    never = {"LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
+             "ServerApp": {"port_retries": 0}}  # fmt: skip
+    (config / "jupyter_server_config.json").write_text(json.dumps(never))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "LENET_COURSE_DATA": str(real_data_root),
+        "JUPYTER_TOKEN": token,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    env.pop("DISPLAY", None)  # no browser window of its own
+    log = tmp_path / "jupyterlab.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            ["make", "lab", f"PORT={port}", f"LAB_DIR={root}"], cwd=REPO, env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # make lab checks the data first
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"make lab did not start JupyterLab (exit {server.poll()}):\n"
+                                f"{log.read_text()[-3000:]}")  # fmt: skip
+                time.sleep(0.5)
+        yield Lab(url, token, root, log)
+    finally:
+        # SIGTERM to make and JupyterLab: the server shuts its kernels down, then exits.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        artifacts = REPO / "test-artifacts" / "browser"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, artifacts / "jupyterlab.log")

@@ -1,8 +1,9 @@
 """Real browser tests: headless Chromium (Debian's package) driven by Playwright.
 
-- JupyterLab, started here on a free local port with a token, on a copy of notebooks/: notebook
-  01 runs top to bottom, then moving the explorer's stride slider changes the output size it
-  displays to what ``lenet_course.arithmetic.conv2d_output_size`` says.
+- JupyterLab, the session's one `make lab` (conftest.jupyterlab) on a free local port with a
+  token, serving a copy of notebooks/: notebooks 01 and 02 run top to bottom, then moving 02's
+  explorer's stride slider changes the output size it displays to what
+  ``lenet_course.arithmetic.conv2d_output_size`` says.
 - The built book (book/_build/html, built by tools/build_book.py): the index page shows the
   title and the table of contents; the training chapter (05) shows its title and a figure.
 
@@ -12,25 +13,17 @@ fail with the reason (run tools/ensure_chromium.sh); they never skip.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 import yaml
+from conftest import Lab
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -45,29 +38,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# JupyterLab user settings for a quiet, deterministic session: no news or update checks (no
-# network, no toasts over the notebook), every cell attached to the DOM (no windowing).
-LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-        "doNotDisturbMode": True,
-    },
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-}
 OUTPUT_SIZE = re.compile(r"output size:\s*(\d+)\s*x\s*(\d+)")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@dataclass
-class Lab:
-    """A running JupyterLab server."""
-
-    url: str
-    token: str
-    root: Path
-    log: Path
 
 
 def notebook(prefix: str) -> Path:
@@ -86,13 +59,6 @@ QUIZ_MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg.js"
 def lab_network_requests(blocked: list[str]) -> list[str]:
     """What JupyterLab tried to fetch from the network, jupyterquiz's MathJax left out."""
     return [url for url in blocked if url != QUIZ_MATHJAX]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -140,65 +106,6 @@ def new_page(browser: Any, allowed: str) -> tuple[Any, list[str]]:
 
     page.route("**/*", route)
     return page, blocked
-
-
-@pytest.fixture(scope="module")
-def jupyterlab(tmp_path_factory: pytest.TempPathFactory, real_data_root: Path) -> Iterator[Lab]:
-    """JupyterLab on a free port with a random token, serving a copy of notebooks/ (started once
-    for the tests that drive it)."""
-    tmp_path = tmp_path_factory.mktemp("lab")
-    root = tmp_path / "notebooks"
-    shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    settings = tmp_path / "lab-settings"
-    for name, values in LAB_SETTINGS.items():
-        (settings / name).parent.mkdir(parents=True, exist_ok=True)
-        (settings / name).write_text(json.dumps(values))
-    port, token = free_port(), secrets.token_hex(16)
-    command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        f"--ServerApp.token={token}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1", f"--notebook-dir={root}",
-        f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI containers run as root
-    env = {
-        **os.environ,
-        "LENET_COURSE_DATA": str(real_data_root),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
-    log = tmp_path / "jupyterlab.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start (exit {server.poll()}):\n"
-                                f"{log.read_text()[-3000:]}")  # fmt: skip
-                time.sleep(0.5)
-        yield Lab(url, token, root, log)
-    finally:
-        # SIGTERM: the server shuts its kernels down, then exits.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, ARTIFACTS / "jupyterlab.log")
 
 
 def run_all_cells(page: Any, cells: int, timeout_s: float) -> list[str]:
