@@ -5,7 +5,7 @@ its own parameters (the full-size runs a learner reads), written back with its c
 then every value it records is checked against tests/claims.py: the claims its prose makes about
 numbers a machine decides, each with the range it is expected in and why.
 
-    python tools/reproduce.py            # every notebook, in order (about 25 minutes, 2 cores)
+    python tools/reproduce.py            # every notebook, in order (about 16 minutes on 2 cores)
     python tools/reproduce.py 06 07      # some of them (07 reads the checkpoint 06 writes)
     python tools/reproduce.py --check    # only check the committed notebooks' claims
 """
