@@ -97,6 +97,23 @@ def real_data_root() -> Path:
     return root
 
 
+def notebook_knobs(name: str) -> dict[str, Any]:
+    """The knobs of ``notebooks/<name>``'s parameters cell and their defaults (plain assignments
+    only, see test_notebook_hygiene)."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    namespace: dict[str, Any] = {}
+    exec(cell.source, namespace)
+    return {knob: value for knob, value in namespace.items() if knob != "__builtins__"}
+
+
+def assert_every_knob_turned(name: str, short: dict[str, Any]) -> None:
+    """The notebook's one short run sets every knob, each to another value than its default."""
+    knobs = notebook_knobs(name)
+    assert set(short) == set(knobs)
+    assert all(short[knob] != default for knob, default in knobs.items()), knobs
+
+
 @pytest.fixture
 def run_notebook(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """Run ``notebooks/<name>`` with papermill and the given parameters; return what it recorded.

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_every_knob_turned, notebook_knobs
 from torch import nn
 
 from lenet_course import counting, paper
@@ -48,15 +49,6 @@ SHORT = {
 }
 
 
-def parameters_cell() -> dict[str, Any]:
-    """The parameters cell's knobs and their defaults."""
-    notebook = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
-    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    namespace: dict[str, Any] = {}
-    exec(cell.source, namespace)  # plain assignments only (see test_notebook_hygiene)
-    return {name: value for name, value in namespace.items() if name != "__builtins__"}
-
-
 def paper_table() -> dict[str, list[int]]:
     """The paper's table by formula (counting), checked against the paper's printed numbers."""
     by_formula = {layer.name: [layer.parameters, layer.connections]
@@ -85,7 +77,7 @@ def test_committed_records_hold_together() -> None:
 
 
 def test_parameters_cell_defaults() -> None:
-    knobs = parameters_cell()
+    knobs = notebook_knobs(NOTEBOOK)
     assert knobs["passes"] == 6 and knobs["train_subset"] is None
     assert knobs["sdlm_passes"] == 0  # the hour-long SDLM run is the reader's choice
     assert knobs["modern_seeds"] == 3  # the text reports a mean over three seeds
@@ -93,9 +85,7 @@ def test_parameters_cell_defaults() -> None:
 
 
 def test_the_short_run_turns_every_knob() -> None:
-    knobs = parameters_cell()
-    assert set(SHORT) == set(knobs)
-    assert all(SHORT[name] != default for name, default in knobs.items()), knobs
+    assert_every_knob_turned(NOTEBOOK, SHORT)
 
 
 def lenet_variant() -> type[nn.Module]:

@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+from conftest import assert_every_knob_turned
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "09_beyond_one_device.ipynb"
@@ -42,13 +42,7 @@ def float32_weight_bound(steps: int, weight_scale: float) -> float:
 
 
 def test_the_short_run_turns_every_knob() -> None:
-    notebook = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
-    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    knobs: dict[str, Any] = {}
-    exec(cell.source, knobs)
-    del knobs["__builtins__"]
-    assert set(SHORT) == set(knobs)
-    assert all(SHORT[name] != default for name, default in knobs.items()), knobs
+    assert_every_knob_turned(NOTEBOOK, SHORT)
 
 
 def check_the_bench(values: dict[str, Any]) -> None:

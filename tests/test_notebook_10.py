@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+from conftest import assert_every_knob_turned
 
 from lenet_course.counting import count_parameters
 from lenet_course.models import build_model
@@ -29,13 +29,7 @@ def measured() -> dict[str, Any]:
 
 
 def test_the_short_run_turns_every_knob() -> None:
-    notebook = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
-    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    knobs: dict[str, Any] = {}
-    exec(cell.source, knobs)
-    del knobs["__builtins__"]
-    assert set(SHORT) == set(knobs)
-    assert all(SHORT[name] != default for name, default in knobs.items()), knobs
+    assert_every_knob_turned(NOTEBOOK, SHORT)
 
 
 def test_the_committed_table_is_what_the_notebook_reads() -> None:
