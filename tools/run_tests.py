@@ -4,8 +4,9 @@ On a 2-core machine each process keeps one core busy: the notebooks' kernels and
 one CPU thread each. Every notebook is executed once, by its test in tests/test_notebook_*.py
 (short parameters; the outputs that the committed notebook compares must come out the same). The
 work is split in two halves of about equal time (measured): the tests that run notebooks 01-07
-and 10, JupyterLab or the book; and notebooks 08 and 09 with every other test. The first half's report
-streams here; the second's is written to test-artifacts/tests.log and printed when both are done.
+and 10, JupyterLab or the book; and notebooks 08 and 09 with every other test. The first half's
+report streams here; the second's is written to test-artifacts/tests.log and printed when both
+are done.
 Extra arguments go to both (`make check` passes `-m "not slow"`)."""
 
 from __future__ import annotations
