@@ -149,7 +149,7 @@ def run_notebook(tmp_path: Path) -> Callable[..., dict[str, Any]]:
         if differences:
             pytest.fail(f"{name}: {len(differences)} cells printed other outputs than the "
                         "committed notebook:\n" + "\n".join(differences), pytrace=False)
-        return recorded_values(json.loads(output.read_text()))
+        return recorded_values(executed)
 
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     return run
