@@ -6,10 +6,9 @@ what each holds), and a module imports only modules before it.
 
 __version__ = "0.1.0"
 
-LAYERS = (
-    "notebook", "check", "paper", "arithmetic", "data", "lenet1998", "models", "counting", "sdlm",
-    "config", "checkpoint", "distributed", "graphs", "train", "predict", "inspect_model", "plots",
-    "widgets", "cli",
+LAYERS = tuple(
+    "notebook check paper arguments arithmetic data sdlm lenet1998 models counting config "
+    "checkpoint distributed graphs run_state train predict inspect_model plots widgets cli".split()
 )
 
 __all__ = ["LAYERS", "__version__"]

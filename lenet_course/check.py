@@ -16,7 +16,8 @@ def canonical(answer: Any) -> str:
     """One text per answer: whole numbers exact, other real numbers (fractions, numpy scalars,
     one-element tensors) to 4 significant digits, text lower-case with single spaces, lists and
     tuples element by element (tensors as lists)."""
-    if hasattr(answer, "tolist"):  # a tensor or an array; one element is a number
+    if hasattr(answer, "tolist"):
+        # a tensor or an array, as nested lists; one element stands for its number
         answer = answer.tolist()
         while isinstance(answer, list) and len(answer) == 1:
             answer = answer[0]
@@ -59,10 +60,14 @@ def solution(key: str, answer: Any) -> None:
 def _verdict(key: str, answer: Any) -> bool:
     if key not in answers():
         raise KeyError(f"no exercise {key!r}; keys look like '02-3' (notebook 02, exercise 3)")
-    try:
-        right = answer is not None and digest(answer) == answers()[key]["digest"]
-        verdict = "right!" if right else "no answer yet" if answer is None else "not yet"
-    except TypeError as error:  # a dict, a complex number, an object: say so, do not raise
-        right, verdict = False, f"not an answer I can check ({error})"
-    print(f"Exercise {key}: {verdict}" + ("" if right else f". Hint: {answers()[key]['hint']}"))
+    right, verdict = False, "no answer yet"
+    if answer is not None:
+        try:
+            right = digest(answer) == answers()[key]["digest"]
+            verdict = "right!" if right else "not yet"
+        except TypeError as error:
+            # a dict, a complex number, an object: a verdict for the learner, not a traceback
+            verdict = f"not an answer I can check ({error})"
+    hint = "" if right else f". Hint: {answers()[key]['hint']}"
+    print(f"Exercise {key}: {verdict}{hint}")
     return right

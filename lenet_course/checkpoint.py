@@ -10,7 +10,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,30 @@ from torch import nn
 from lenet_course.models import build_model
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
-CHECKPOINT_KEYS = ("format", "model", "state_dict", "optimizer", "epoch", "history",
-                   "class_names", "dataset", "normalization", "train_config")
+CHECKPOINT_KEYS = (
+    "format",
+    "model",
+    "state_dict",
+    "optimizer",
+    "epoch",
+    "history",
+    "class_names",
+    "dataset",
+    "normalization",
+    "train_config",
+)
 PathLike = str | os.PathLike[str]
 RUN_FILES = ("checkpoint.pt", "metrics.json", "history.csv")  # what a run leaves in its folder
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_accuracy",
-                   "test_accuracy", "lr", "seconds", "examples_per_second")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "validation_accuracy",
+    "test_accuracy",
+    "lr",
+    "seconds",
+    "examples_per_second",
+)
 
 
 @dataclass
@@ -66,7 +84,8 @@ class History:
 
     def to_csv(self, path: PathLike) -> None:
         """One row per epoch; an empty cell where a set was not evaluated."""
-        writer = csv.DictWriter(text := io.StringIO(), fieldnames=HISTORY_COLUMNS)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in self.epochs)
         atomic_write(path, text.getvalue().encode())
@@ -76,8 +95,10 @@ class History:
             return "History(no epochs)"
         last, test = self.last, self.last["test_accuracy"]
         shown = f", test accuracy {test:.4f}" if test is not None else ""
-        return (f"History({len(self)} epochs: train loss {last['train_loss']:.4f}, train accuracy "
-                f"{last['train_accuracy']:.4f}{shown}, {self.seconds:.1f} s)")
+        return (
+            f"History({len(self)} epochs: train loss {last['train_loss']:.4f}, train accuracy "
+            f"{last['train_accuracy']:.4f}{shown}, {self.seconds:.1f} s)"
+        )
 
 
 class CheckpointError(ValueError):
@@ -100,21 +121,34 @@ def atomic_write(path: PathLike, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(path: PathLike, model: nn.Module, *, history: Sequence[Mapping[str, Any]],
-                    class_names: Sequence[str], dataset: str | None,
-                    normalization: Mapping[str, Any], train_config: Mapping[str, Any],
-                    optimizer: torch.optim.Optimizer | None = None) -> None:
+def save_checkpoint(
+    path: PathLike,
+    model: nn.Module,
+    *,
+    history: Sequence[Mapping[str, Any]],
+    class_names: Sequence[str],
+    dataset: str | None,
+    normalization: Mapping[str, Any],
+    train_config: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
     """Write the state after ``len(history)`` epochs; ``model.config`` says how to rebuild it."""
     config = getattr(model, "config", None)
     state = {
-        "format": CHECKPOINT_FORMAT, "model": dict(config) if config is not None else None,
+        "format": CHECKPOINT_FORMAT,
+        "model": dict(config) if config is not None else None,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "epoch": len(history), "history": [dict(record) for record in history],
-        "class_names": [str(name) for name in class_names], "dataset": dataset,
-        "normalization": dict(normalization), "train_config": dict(train_config),
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []},
+        "epoch": len(history),
+        "history": [dict(record) for record in history],
+        "class_names": [str(name) for name in class_names],
+        "dataset": dataset,
+        "normalization": dict(normalization),
+        "train_config": dict(train_config),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        },
     }
     torch.save(state, buffer := io.BytesIO())
     atomic_write(path, buffer.getvalue())
@@ -129,11 +163,24 @@ def _read(path: Path) -> Any:
     except Exception as error:
         reason = " ".join(str(error).split())
         if "weights only load failed" in reason.lower():
-            raise CheckpointError(f"{path} holds pickled objects, which a safe (weights_only) load "
-                                  "refuses: written with torch.save(model)? Save a state_dict "
-                                  "(save_checkpoint)") from error
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
-                              f"{type(error).__name__}: {reason[:200]}") from error
+            raise CheckpointError(
+                f"{path} holds pickled objects, which a safe (weights_only) load refuses: "
+                "written with torch.save(model)? Save a state_dict (save_checkpoint)"
+            ) from error
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): "
+            f"{type(error).__name__}: {reason[:200]}"
+        ) from error
+
+
+def _valid_normalization(v: Any) -> bool:
+    """As prepare_images needs it: kind "paper", or "standardize" with a finite mean, std > 0."""
+    if not isinstance(v, dict) or v.get("kind") not in ("paper", "standardize"):
+        return False
+    if v["kind"] == "paper":
+        return True
+    numbers = [v.get("mean"), v.get("std")]
+    return all(isinstance(x, int | float) and abs(x) < math.inf for x in numbers) and v["std"] > 0
 
 
 #: What the entries that the course reads must be; a checkpoint with anything else is damaged.
@@ -141,11 +188,9 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "state_dict": lambda v: isinstance(v, dict) and all(map(torch.is_tensor, v.values())),
     "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
     "class_names": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-    "normalization": lambda v: isinstance(v, dict) and (v.get("kind") == "paper" or (
-        v.get("kind") == "standardize"  # a finite mean and a std > 0, as prepare_images needs
-        and all(isinstance(v.get(k), int | float) and abs(v[k]) < math.inf for k in ("mean", "std"))
-        and v["std"] > 0)),
-    "model": lambda v: isinstance(v, dict | None), "train_config": lambda v: isinstance(v, dict),
+    "normalization": _valid_normalization,
+    "model": lambda v: isinstance(v, dict | None),
+    "train_config": lambda v: isinstance(v, dict),
 }
 
 
@@ -153,25 +198,34 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     """Read a checkpoint safely; :class:`CheckpointError` says what is wrong with a bad one."""
     path = Path(path)
     if not path.is_file():  # checked first: torch.load would wait forever on a FIFO
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a folder; pass the checkpoint.pt file inside it")
+        if path.exists():
+            raise CheckpointError(f"{path} is not a regular file (a FIFO?); pass a checkpoint.pt")
         raise CheckpointError(
-            f"{path} is a folder; pass the checkpoint.pt file inside it" if path.is_dir() else
-            f"{path} is not a regular file (a FIFO?); pass a checkpoint.pt" if path.exists() else
             f"no checkpoint at {path}; train one with `python -m lenet_course train --out DIR`, "
-            "which writes DIR/checkpoint.pt")
+            "which writes DIR/checkpoint.pt"
+        )
     state = _read(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} is not a lenet_course checkpoint: format {found!r}, "
-                              f"expected {CHECKPOINT_FORMAT!r}")
+        raise CheckpointError(
+            f"{path} is not a lenet_course checkpoint: format {found!r}, "
+            f"expected {CHECKPOINT_FORMAT!r}"
+        )
     if missing := [key for key in CHECKPOINT_KEYS if key not in state]:
         raise CheckpointError(f"{path} is an incomplete checkpoint: it lacks {missing}")
     if damaged := [key for key, valid in VALID.items() if not valid(state[key])]:
-        raise CheckpointError(f"{path} is damaged: its {damaged[0]!r} is "
-                              f"{state[damaged[0]]!r:.60}; train again or use an intact copy")
-    if bad := [k for k, v in state["state_dict"].items()
-               if v.is_floating_point() and not v.isfinite().all()]:
-        raise CheckpointError(f"{path} holds NaN or infinite weights ({bad[0]}), as a diverged "
-                              "run leaves them; train again with a lower learning rate")
+        raise CheckpointError(
+            f"{path} is damaged: its {damaged[0]!r} is "
+            f"{state[damaged[0]]!r:.60}; train again or use an intact copy"
+        )
+    weights = state["state_dict"]
+    if bad := [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({bad[0]}), as a diverged "
+            "run leaves them; train again with a lower learning rate"
+        )
     return state
 
 
@@ -179,28 +233,37 @@ def _shape(tensor: torch.Tensor) -> str:
     return "x".join(map(str, tensor.shape)) if tensor.dim() else "a scalar"
 
 
+def _misfits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Iterator[str]:
+    """How ``state_dict`` does not fit ``model``: missing or mis-shaped layers, then extra ones."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state_dict:
+            yield f"it has no weights for layer {key} ({_shape(tensor)})"
+        elif state_dict[key].shape != tensor.shape:
+            found = _shape(state_dict[key])
+            yield f"layer {key} is {found} in the checkpoint but {_shape(tensor)} in the model"
+    for key, tensor in state_dict.items():
+        if key not in expected:
+            yield f"it has layer {key} ({_shape(tensor)}) that the model lacks"
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Raise :class:`CheckpointError` naming the first layer whose weights do not fit ``model``."""
-    name = getattr(model, "config", {}).get("name", type(model).__name__)
-    expected = model.state_dict()
-    problems = [
-        f"it has no weights for layer {key} ({_shape(tensor)})" if key not in state_dict else
-        f"layer {key} is {_shape(state_dict[key])} in the checkpoint but {_shape(tensor)} in the "
-        "model" for key, tensor in expected.items()
-        if key not in state_dict or state_dict[key].shape != tensor.shape
-    ] + [f"it has layer {key} ({_shape(tensor)}) that the model lacks"
-         for key, tensor in state_dict.items() if key not in expected]
-    if problems:
-        raise CheckpointError(f"the checkpoint does not fit model {name!r}: {problems[0]}")
+    problem = next(_misfits(model, state_dict), None)
+    if problem is not None:
+        name = getattr(model, "config", {}).get("name", type(model).__name__)
+        raise CheckpointError(f"the checkpoint does not fit model {name!r}: {problem}")
 
 
 def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module:
     """Rebuild the course model stored in ``checkpoint`` (a path or a loaded dict), in eval mode."""
     state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
     if not (config := state.get("model")):
-        raise CheckpointError("the checkpoint holds the weights of a model that is not one of the "
-                              "course's (it has no model config); build that model yourself and "
-                              "call model.load_state_dict(checkpoint['state_dict'])")
+        raise CheckpointError(
+            "the checkpoint holds the weights of a model that is not one of the "
+            "course's (it has no model config); build that model yourself and "
+            "call model.load_state_dict(checkpoint['state_dict'])"
+        )
     try:
         model = build_model(**config)
     except (TypeError, ValueError) as error:
@@ -210,18 +273,25 @@ def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module
     return model.eval()
 
 
-def save_run_files(out: PathLike, model: nn.Module, history: History, *, dataset: str | None,
-                   test_size: int) -> dict[str, Any]:
+def save_run_files(
+    out: PathLike, model: nn.Module, history: History, *, dataset: str | None, test_size: int
+) -> dict[str, Any]:
     """Write a run's metrics.json and history.csv (fit writes checkpoint.pt); return the metrics."""
     out, config = Path(out), history.config
     metrics = {
-        "dataset": dataset, "model": getattr(model, "config", None) or type(model).__name__,
-        "epochs": len(history), **{k: history.last[k] for k in HISTORY_COLUMNS[1:5]},
+        "dataset": dataset,
+        "model": getattr(model, "config", None) or type(model).__name__,
+        "epochs": len(history),
+        **{k: history.last[k] for k in HISTORY_COLUMNS[1:5]},
         "examples_per_second": history.examples_per_second,
-        "seconds": history.seconds, "device": config.get("device"),
-        "threads": config.get("threads"), "train_size": config.get("train_size"),
-        "test_size": test_size, "parameters": sum(p.numel() for p in model.parameters()),
-        "torch": torch.__version__, "train_config": config,
+        "seconds": history.seconds,
+        "device": config.get("device"),
+        "threads": config.get("threads"),
+        "train_size": config.get("train_size"),
+        "test_size": test_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "torch": torch.__version__,
+        "train_config": config,
     }
     atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     history.to_csv(out / "history.csv")

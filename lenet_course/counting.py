@@ -12,79 +12,75 @@ from typing import Any
 import torch
 from torch import nn
 
+from lenet_course.arguments import check_counts, check_shapes_known
 from lenet_course.arithmetic import IntOrPair, conv2d_output_size, pool2d_output_size
 from lenet_course.models import eval_mode
 from lenet_course.paper import C3_TABLE
-
-_POSITIVE = ("in_channels", "out_channels", "kernel_size", "output_size", "groups")  # others >= 0
-
-
-def _checked(bias: Any = True, **values: Any) -> None:
-    """Refuse what PyTorch refuses, and a bias that is no bool (PyTorch takes "no" for True)."""
-    if not isinstance(bias, bool):
-        raise TypeError(f"bias={bias!r} is not a bool; use bias=True or bias=False")
-    for name, value in values.items():
-        size = name.endswith("size")  # kernel and output sizes may be pairs (height, width)
-        both = tuple(value) if size and isinstance(value, (tuple, list)) else (value, value)
-        if len(both) != 2 or any(isinstance(v, bool) or not hasattr(v, "__index__") for v in both):
-            raise TypeError(f"{name}={value!r} is not an int" + (" or a pair" if size else ""))
-        low = 1 if name in _POSITIVE else 0
-        if min(both) < low:
-            raise ValueError(f"{name}={value!r} is too small; use {name} >= {low}")
 
 
 def _area(value: IntOrPair) -> int:
     return value[0] * value[1] if isinstance(value, (tuple, list)) else value * value
 
 
-def conv2d_parameters(in_channels: int, out_channels: int, kernel_size: IntOrPair,
-                      groups: int = 1, bias: bool = True) -> int:
+def conv2d_parameters(
+    in_channels: int, out_channels: int, kernel_size: IntOrPair, groups: int = 1, bias: bool = True
+) -> int:
     """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
-    _checked(bias, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-             groups=groups)
-    if in_channels % groups or out_channels % groups:
-        raise ValueError(f"groups={groups} must divide both in_channels={in_channels} "
-                         f"and out_channels={out_channels}")
+    check_counts(
+        bias,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        groups=groups,
+    )
+    # each output map has its bias and a kernel over each of its in / groups input maps
     return out_channels * ((in_channels // groups) * _area(kernel_size) + (1 if bias else 0))
 
 
 def linear_parameters(in_features: int, out_features: int, bias: bool = True) -> int:
     """Weights and biases of ``nn.Linear``: ``in * out (+ out)``."""
-    _checked(bias, in_features=in_features, out_features=out_features)
+    check_counts(bias, in_features=in_features, out_features=out_features)
     return in_features * out_features + (out_features if bias else 0)
 
 
 def subsampling_parameters(maps: int) -> int:
     """The 1998 paper's subsampling (S2, S4): one coefficient and one bias per map."""
-    _checked(maps=maps)
+    check_counts(maps=maps)
     return 2 * maps
 
 
-def sparse_conv2d_parameters(table: Sequence[Sequence[int]], kernel_size: IntOrPair,
-                             bias: bool = True) -> int:
+def sparse_conv2d_parameters(
+    table: Sequence[Sequence[int]], kernel_size: IntOrPair, bias: bool = True
+) -> int:
     """Parameters of a convolution whose map ``j`` reads only the maps ``table[j]`` (C3: 1,516)."""
-    _checked(bias, kernel_size=kernel_size)
+    check_counts(bias, kernel_size=kernel_size)
     return sum(len(inputs) * _area(kernel_size) + (1 if bias else 0) for inputs in table)
 
 
-def conv2d_multiply_adds(in_channels: int, out_channels: int, kernel_size: IntOrPair,
-                         output_size: IntOrPair, groups: int = 1) -> int:
-    """Multiply-adds of ``nn.Conv2d`` on one image, one ``(in / groups) * kh * kw`` per output."""
-    conv2d_parameters(in_channels, out_channels, kernel_size, groups)  # for its checks
-    _checked(output_size=output_size)
-    return out_channels * _area(output_size) * (in_channels // groups) * _area(kernel_size)
+def conv2d_multiply_adds(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    output_size: IntOrPair,
+    groups: int = 1,
+) -> int:
+    """Multiply-adds of ``nn.Conv2d`` on one image: ``out * (in / groups) * kh * kw * oh * ow``."""
+    weights = conv2d_parameters(in_channels, out_channels, kernel_size, groups, bias=False)
+    check_counts(output_size=output_size)
+    # each weight multiplies one input pixel for each output pixel of its map
+    return weights * _area(output_size)
 
 
 def linear_multiply_adds(in_features: int, out_features: int) -> int:
     """Multiply-adds of ``nn.Linear`` on one example: ``in * out``."""
-    _checked(in_features=in_features, out_features=out_features)
+    check_counts(in_features=in_features, out_features=out_features)
     return in_features * out_features
 
 
 def connections(units: int, inputs_per_unit: int, bias: bool = True) -> int:
     """The 1998 paper's connections: one per input each unit reads, plus its bias. Weight sharing
     sets them apart from parameters: C1 has 156 parameters but 6*28*28*(25 + 1) connections."""
-    _checked(bias, units=units, inputs_per_unit=inputs_per_unit)
+    check_counts(bias, units=units, inputs_per_unit=inputs_per_unit)
     return units * (inputs_per_unit + (1 if bias else 0))
 
 
@@ -112,26 +108,24 @@ def lenet5_1998_layers(table: Sequence[Sequence[int]] = C3_TABLE) -> list[PaperL
     def layer(name: str, kind: str, maps: int, size: Any, weights: int, inputs: int) -> PaperLayer:
         return PaperLayer(name, kind, maps, size, weights, connections(maps * size**2, inputs))
 
+    # C3's maps read different numbers of S2's maps (Table I), and the RBF units have no bias
+    c3_weights = sparse_conv2d_parameters(table, 5)
     c3_connections = sum(connections(c3 * c3, len(inputs) * 25) for inputs in table)
+    rbf_connections = connections(10, 84, bias=False)
     return [
         layer("C1", "convolution 5x5", 6, c1, conv2d_parameters(1, 6, 5), 25),
         layer("S2", "subsampling 2x2", 6, s2, subsampling_parameters(6), 4),
-        PaperLayer("C3", "convolution 5x5 (Table I)", len(table), c3,
-                   sparse_conv2d_parameters(table, 5), c3_connections),
+        PaperLayer("C3", "convolution 5x5 (Table I)", len(table), c3, c3_weights, c3_connections),
         layer("S4", "subsampling 2x2", 16, s4, subsampling_parameters(16), 4),
         layer("C5", "convolution 5x5", 120, c5, conv2d_parameters(16, 120, 5), 16 * 25),
         layer("F6", "full", 84, 1, linear_parameters(120, 84), 120),
-        PaperLayer("OUTPUT", "Euclidean RBF", 10, 1, 0, connections(10, 84, bias=False),
-                   fixed_parameters=10 * 84),
+        PaperLayer("OUTPUT", "Euclidean RBF", 10, 1, 0, rbf_connections, fixed_parameters=840),
     ]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """How many numbers ``model`` learns (shared parameters count once)."""
-    for name, parameter in model.named_parameters():
-        if isinstance(parameter, nn.parameter.UninitializedParameter):
-            raise ValueError(f"parameter {name!r} of a lazy layer has no shape yet; run one "
-                             "forward pass first, e.g. trace_shapes(model, (1, 1, 28, 28))")
+    check_shapes_known(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -163,8 +157,11 @@ class ShapeTrace(list[LayerRow]):
             if isinstance(value, tuple):
                 return "(" + ", ".join(map(str, value)) + ")"
             return "?" if value is None else f"{value:,}"
-        rows = [(r.name, r.type, text(r.output_shape), text(r.parameters), text(r.multiply_adds))
-                for r in self]
+
+        rows = [
+            (r.name, r.type, text(r.output_shape), text(r.parameters), text(r.multiply_adds))
+            for r in self
+        ]
         total = ("total", "", "", text(self.total_parameters), text(self.total_multiply_adds))
         headers = ("layer", "type", "output shape", "parameters", "multiply-adds")
         return [headers, ("input", "", text(self.input_shape), "", ""), *rows, total]
@@ -173,17 +170,23 @@ class ShapeTrace(list[LayerRow]):
         table = self._table()
         widths = [max(len(line[column]) for line in table) for column in range(5)]
         align = (str.ljust,) * 3 + (str.rjust,) * 2  # names and shapes left, numbers right
-        lines = ["  ".join(pad(cell, w) for pad, cell, w in zip(align, line, widths, strict=True))
-                 .rstrip() for line in table]
+        lines = []
+        for line in table:
+            cells = [pad(cell, w) for pad, cell, w in zip(align, line, widths, strict=True)]
+            lines.append("  ".join(cells).rstrip())
         rule = "  ".join("-" * width for width in widths)
         return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
 
     def _repr_html_(self) -> str:  # names and shapes to the left, numbers to the right
         head, *body = self._table()
         header = "".join(f"<th>{html.escape(cell)}</th>" for cell in head)
-        rows = "".join("<tr>" + "".join(
-            f'<td style="text-align:{"left" if i < 3 else "right"}">{html.escape(cell)}</td>'
-            for i, cell in enumerate(line)) + "</tr>" for line in body)
+        rows = ""
+        for line in body:
+            cells = [
+                f'<td style="text-align:{side}">{html.escape(cell)}</td>'
+                for side, cell in zip(("left",) * 3 + ("right",) * 2, line, strict=True)
+            ]
+            rows += "<tr>" + "".join(cells) + "</tr>"
         return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
 
 
@@ -196,8 +199,9 @@ def _multiply_adds(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> i
     return None if weighted else 0  # activations, pooling, flatten, dropout: no weighted sums
 
 
-def trace_shapes(model: nn.Module, input_shape: Sequence[int], dtype: Any = None,
-                 device: Any = None) -> ShapeTrace:
+def trace_shapes(
+    model: nn.Module, input_shape: Sequence[int], dtype: Any = None, device: Any = None
+) -> ShapeTrace:
     """Run ``model`` once on zeros (eval mode, no gradients), a row per call of a leaf module or of
     one with parameters; shared ones count once. Multiply-adds: whole batch, ``?`` if unknown."""
     first = next(iter(model.parameters()), torch.zeros(()))  # the model's device and dtype
@@ -217,14 +221,16 @@ def trace_shapes(model: nn.Module, input_shape: Sequence[int], dtype: Any = None
             shape, nbytes = tuple(output.shape), output.numel() * output.element_size()
             shared = {i.untyped_storage().data_ptr() for i in inputs if isinstance(i, torch.Tensor)}
             new_memory = output.untyped_storage().data_ptr() not in shared
-        rows.append(LayerRow(names.get(module) or type(module).__name__, type(module).__name__,
-                             shape, sum(p.numel() for p in parameters),
-                             _multiply_adds(module, inputs, output), nbytes, new_memory))
+        kind, count = type(module).__name__, sum(p.numel() for p in parameters)
+        adds = _multiply_adds(module, inputs, output)
+        rows.append(
+            LayerRow(names.get(module) or kind, kind, shape, count, adds, nbytes, new_memory)
+        )
 
     with ExitStack() as hooks, eval_mode(model), torch.no_grad():  # the hooks go when it ends
         for module in model.modules():  # leaves, and modules with parameters of their own
-            if (next(module.children(), None) is None
-                    or next(module.parameters(recurse=False), None) is not None):
+            leaf = next(module.children(), None) is None
+            if leaf or next(module.parameters(recurse=False), None) is not None:
                 hooks.enter_context(module.register_forward_hook(hook))
         model(x)
     return ShapeTrace(rows, tuple(x.shape))

@@ -21,10 +21,12 @@ SPLITS = {"train": "train", "test": "t10k"}  # split name -> the prefix of its f
 _STEMS = ("images-idx3-ubyte", "labels-idx1-ubyte")
 RAW_FILES = tuple(f"{prefix}-{stem}" for prefix in SPLITS.values() for stem in _STEMS)
 #: The MD5s of the four .gz files in RAW_FILES order, as torchvision's MNIST classes publish them.
-_GZ_MD5 = {"fashion-mnist": "8d4fb7e6c68d591d4c3dfef9ec88bf0d 25c81989df183df01b3e8a0aad5dffbe "
-                            "bef4ecab320f06d8554ea6380940ec79 bb300cfdad3c16e7a12a480ee83cd310",
-           "mnist": "f68b3c2dcbeaaa9fbdd348bbdeb94873 d53e105ee54ea40749a09fcbcd1e9432 "
-                    "9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c"}
+_GZ_MD5 = {
+    "fashion-mnist": "8d4fb7e6c68d591d4c3dfef9ec88bf0d 25c81989df183df01b3e8a0aad5dffbe "
+    "bef4ecab320f06d8554ea6380940ec79 bb300cfdad3c16e7a12a480ee83cd310",
+    "mnist": "f68b3c2dcbeaaa9fbdd348bbdeb94873 d53e105ee54ea40749a09fcbcd1e9432 "
+    "9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c",
+}
 ENV_VAR = "LENET_COURSE_DATA"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Class names in label order (Zalando's Fashion-MNIST README; MNIST's are the digits).
@@ -41,6 +43,27 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DatasetFormatError(ValueError):
     """An IDX file exists but is not what it should be (truncated, corrupt, wrong kind)."""
+
+
+def _format_error(path: Path | str | None, problem: str, it: str = "it") -> DatasetFormatError:
+    return DatasetFormatError(
+        f"{path}: {problem}. Delete {it} and run `python -m lenet_course data` to download {it} "
+        f"again, or point {ENV_VAR} at an intact copy."
+    )
+
+
+def _refuse_special(path: Path) -> None:
+    """Refuse a folder, FIFO or device without opening it: opening a FIFO would wait forever."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise _format_error(path, "is not a regular file (a folder, FIFO or device)")
+
+
+def _read(path: Path) -> bytes:
+    _refuse_special(path)
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DatasetFormatError(f"{path}: permission denied; make it readable") from None
 
 
 def data_root(root: PathLike | None = None) -> Path:
@@ -72,8 +95,8 @@ def idx_path(name: str, stem: str, root: PathLike | None = None) -> Path | None:
         path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()), None)
     except PermissionError:
         raise DatasetNotFoundError(f"{folder}: permission denied; make it readable") from None
-    if path is not None and not path.is_file():  # never opened: a FIFO would block forever
-        raise _format_error(path, "is not a regular file (a folder, FIFO or device)")
+    if path is not None:
+        _refuse_special(path)
     return path
 
 
@@ -88,52 +111,46 @@ def _not_found(name: str, root: Path, reason: str) -> DatasetNotFoundError:
         f"{name}: {len(missing)} of {len(RAW_FILES)} files missing in {raw_folder(name, root)}: "
         f"{', '.join(missing)} (looked for each with and without .gz). {' '.join(reason.split())} "
         f"To fix: run `python -m lenet_course data --dataset {name}` online (torchvision downloads "
-        f"them), or set {ENV_VAR} to a folder holding {DATASETS[name]}/raw/, e.g. ../shared/data.")
+        f"them), or set {ENV_VAR} to a folder holding {DATASETS[name]}/raw/, e.g. ../shared/data."
+    )
 
 
-def ensure_dataset(name: str, root: PathLike | None = None, download: bool = True,
-                   verify: bool = True) -> Path:
+def ensure_dataset(
+    name: str, root: PathLike | None = None, download: bool = True, verify: bool = True
+) -> Path:
     """The data root, once the IDX files of ``name`` are there (downloaded if ``download``) and,
     if ``verify``, each .gz that load_dataset will read has torchvision's MD5."""
     name, root_path = canonical_name(name), data_root(root)
-    if missing_files(name, root_path) and not download:
-        raise _not_found(name, root_path, "Download is off.")
     if missing_files(name, root_path):
-        import torchvision  # here: it is slow to import and only needed online
-        raw = raw_folder(name, root_path)
-        made = [p for p in (raw, *raw.parents) if not p.exists()]  # removed if the download fails
-        try:
-            for train in (True, False):
-                getattr(torchvision.datasets, DATASETS[name])(str(root_path), train, download=True)
-        except Exception as error:  # network errors come in many types; all mean the same here
-            for folder in made:  # deepest first; one that holds anything stays
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-            reason = f"Downloading them failed: {type(error).__name__}: {error}"
-            raise _not_found(name, root_path, reason) from error
-        if missing_files(name, root_path):
-            raise _not_found(name, root_path, "The download did not produce them.")
+        if not download:
+            raise _not_found(name, root_path, "Download is off.")
+        _download(name, root_path)
     for stem, md5 in zip(RAW_FILES, _GZ_MD5[name].split(), strict=True):
         path = idx_path(name, stem, root_path)
-        found = hashlib.md5(_read(path)).hexdigest() if verify and path.suffix == ".gz" else md5
-        if found != md5:
-            raise _format_error(path, f"its MD5 is {found}, but torchvision publishes {md5}")
+        if verify and path.suffix == ".gz":
+            found = hashlib.md5(_read(path)).hexdigest()
+            if found != md5:
+                raise _format_error(path, f"its MD5 is {found}, but torchvision publishes {md5}")
     return root_path
 
 
-def _format_error(path: Path | str | None, problem: str, it: str = "it") -> DatasetFormatError:
-    return DatasetFormatError(
-        f"{path}: {problem}. Delete {it} and run `python -m lenet_course data` to download {it} "
-        f"again, or point {ENV_VAR} at an intact copy.")
+def _download(name: str, root: Path) -> None:
+    """Download ``name`` with torchvision; if that fails, remove the empty folders it made."""
+    import torchvision  # here: it is slow to import and only needed online
 
-
-def _read(path: Path) -> bytes:
-    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a FIFO would block
-        raise _format_error(path, "is not a regular file (a folder, FIFO or device)")
+    raw = raw_folder(name, root)
+    made = [p for p in (raw, *raw.parents) if not p.exists()]  # deepest first
     try:
-        return path.read_bytes()
-    except PermissionError:
-        raise DatasetFormatError(f"{path}: permission denied; make it readable") from None
+        for train in (True, False):
+            getattr(torchvision.datasets, DATASETS[name])(str(root), train, download=True)
+    except Exception as error:  # network errors come in many types; all mean the same here
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        reason = f"Downloading them failed: {type(error).__name__}: {error}"
+        raise _not_found(name, root, reason) from error
+    if missing_files(name, root):
+        raise _not_found(name, root, "The download did not produce them.")
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -144,6 +161,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # EOF: the stream stops early
         why = "truncated" if isinstance(error, EOFError) else "corrupt"
         raise _format_error(path, f"{why} gzip file ({error})") from error
+    # The header: two zero bytes, the element type, the number of dimensions, each size (4 bytes).
     if len(data) < 4:
         raise _format_error(path, f"only {len(data)} bytes, too short for an IDX header")
     kind, ndim, header = data[2], data[3], 4 + 4 * data[3]
@@ -155,13 +173,14 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise _format_error(path, f"{len(data)} bytes, shorter than its {header}-byte header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[kind])
-    expected, found = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, len(data) - header
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(data) - header
     if found != expected:
         why = "truncated" if found < expected else f"{found - expected} bytes of trailing data"
         declared = f"the header declares shape {shape} ({expected} data bytes)"
         raise _format_error(path, f"{why}: {declared} but the file holds {found}")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))  # to this machine's
 
 
 class ImageSet(NamedTuple):
@@ -182,7 +201,6 @@ class ImageSet(NamedTuple):
         return ImageSet(self.images[index], self.labels[index], self.classes)
 
     def class_counts(self) -> torch.Tensor:
-        """How many examples each class has (int64, one entry per class)."""
         return self.labels.bincount(minlength=len(self.classes))
 
     def __repr__(self) -> str:
@@ -191,8 +209,9 @@ class ImageSet(NamedTuple):
         return f"ImageSet({n} images {kind} on {self.images.device}, {len(self.classes)} classes)"
 
 
-def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
-                 download: bool = True) -> ImageSet:
+def load_dataset(
+    name: str, split: str = "train", root: PathLike | None = None, download: bool = True
+) -> ImageSet:
     """A split ("train"/"test") as CPU tensors, checked: 28 x 28 uint8 images, one label each."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; use 'train' or 'test' (and root=... for the data root)")
@@ -206,8 +225,10 @@ def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
             problem = f"holds {array.dtype} data of shape {array.shape}; expected uint8 {what}"
             raise _format_error(path, problem)
     if len(images) != len(labels):
-        problem = (f"{len(images)} images in {image_path} but {len(labels)} labels in "
-                   f"{label_path}; the two files must hold the same number of examples")
+        problem = (
+            f"{len(images)} images in {image_path} but {len(labels)} labels in "
+            f"{label_path}; the two files must hold the same number of examples"
+        )
         raise _format_error(f"{name} {split}", problem, "both")
     classes = CLASS_NAMES[name]
     if len(labels) and int(labels.max()) >= len(classes):
@@ -220,19 +241,24 @@ def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torc
     """(uint8 images, int64 labels) of an ``ImageSet`` or an ``(images, labels)`` pair."""
     pair = (data.images, data.labels) if hasattr(data, "images") else data
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise TypeError(f"{what} is a {type(data).__name__}; pass an ImageSet from "
-                        "lenet_course.data.load_dataset or an (images, labels) pair of tensors")
+        raise TypeError(
+            f"{what} is a {type(data).__name__}; pass an ImageSet from "
+            "lenet_course.data.load_dataset or an (images, labels) pair of tensors"
+        )
     images, labels = pair
     if images.dtype != torch.uint8:
-        raise TypeError(f"{what} images are {images.dtype}; fit expects the uint8 images "
-                        "(N x 28 x 28) that load_dataset returns, and normalises them itself")
+        raise TypeError(
+            f"{what} images are {images.dtype}; fit expects the uint8 images "
+            "(N x 28 x 28) that load_dataset returns, and normalises them itself"
+        )
     if len(images) != len(labels) or len(labels) == 0:
         raise ValueError(f"{what} has {len(images)} images and {len(labels)} labels")
     return images, labels.long()
 
 
-def split_train_validation(data: ImageSet, validation: int | float,
-                           seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def split_train_validation(
+    data: ImageSet, validation: int | float, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
     """(train, validation) parts of ``data``, drawn on the CPU with ``seed`` (the same on every
     machine); ``validation`` is a count (int, ``0 <= validation < N``) or a fraction in [0, 1)."""
     n = len(data.labels)
@@ -242,8 +268,10 @@ def split_train_validation(data: ImageSet, validation: int | float,
         raise ValueError(f"validation={validation} as a fraction must be in [0, 1)")
     count = int(validation) if isinstance(validation, numbers.Integral) else round(validation * n)
     if not 0 <= count < n:
-        raise ValueError(f"validation={validation} examples out of {n}; use 0 <= validation < {n} "
-                         "so that some training examples remain")
+        raise ValueError(
+            f"validation={validation} examples out of {n}; use 0 <= validation < {n} "
+            "so that some training examples remain"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return data.subset(order[count:]), data.subset(order[:count])
 
@@ -279,16 +307,15 @@ class InputSpec:
         if self.size not in INPUT_SIZES:
             raise ValueError(f"size={self.size!r} is not supported; use one of {INPUT_SIZES}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization={self.normalization!r} is unknown; "
-                             f"use one of {NORMALIZATIONS}")
+            raise ValueError(
+                f"normalization={self.normalization!r} is unknown; use one of {NORMALIZATIONS}"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The shape of one image: ``(channels, size, size)``."""
         return (self.channels, self.size, self.size)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields."""
         return asdict(self)
 
 
@@ -301,9 +328,11 @@ def check_input(x: torch.Tensor, spec: InputSpec, model_name: str) -> None:
     if tuple(x.shape) == spec.shape:
         message += " Add the batch dimension: x.unsqueeze(0)."
     elif x.dim() == 4 and side in INPUT_SIZES and side != s:
-        message += (f" This model was built for {s}x{s} images; build it with input_size={side} "
-                    f"for {side}x{side} images, or prepare the images for it with"
-                    " lenet_course.data.prepare_images(images, model.input_spec, ...).")
+        message += (
+            f" This model was built for {s}x{s} images; build it with input_size={side} "
+            f"for {side}x{side} images, or prepare the images for it with"
+            " lenet_course.data.prepare_images(images, model.input_spec, ...)."
+        )
     raise ValueError(message)
 
 
@@ -332,42 +361,47 @@ def normalization_for(input_spec: InputSpec, train_images: torch.Tensor) -> dict
     return {"kind": "standardize", "mean": mean, "std": std}
 
 
-def prepare_images(images: torch.Tensor, input_spec: InputSpec,
-                   normalization: dict[str, Any]) -> torch.Tensor:
+def prepare_images(
+    images: torch.Tensor, input_spec: InputSpec, normalization: dict[str, Any]
+) -> torch.Tensor:
     """uint8 images (N x [1 x] 28 x 28) -> the float32 N x C x S x S batch ``input_spec`` wants."""
     if not hasattr(input_spec, "size"):  # a model, say, instead of model.input_spec
         raise TypeError(f"input_spec {input_spec!r} has no .size; pass model.input_spec")
-    size, channels, expected = input_spec.size, input_spec.channels, input_spec.normalization
     if images.dtype != torch.uint8:
         raise TypeError(f"images are {images.dtype}; expected uint8 pixel values 0..255")
     images = images.unsqueeze(1) if images.ndim == 3 else images
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images of shape {tuple(images.shape)}; expected N x [1 x] 28 x 28")
-    kind = normalization.get("kind") if isinstance(normalization, dict) else None
-    if kind != expected:
-        raise ValueError(f"normalization={normalization!r} does not match input_spec.normalization="
-                         f"{expected!r}; expected the dict of normalization_for(model.input_spec, "
-                         "train_images)")
-    side = images.shape[-1]
+    scale, shift = _scale_and_shift(normalization, input_spec.normalization)
+    side, size = images.shape[-1], input_spec.size
     pad, odd = divmod(size - side, 2)
     if pad < 0 or odd:
         raise ValueError(f"cannot pad {side}x{side} images evenly to input_spec.size={size}")
-    images = torch.nn.functional.pad(images, (pad, pad, pad, pad), value=0) if pad else images
+    if pad:  # with 0, the background
+        images = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    x = images.to(torch.float32).mul_(scale).add_(shift)
+    return x if input_spec.channels == 1 else x.expand(-1, input_spec.channels, -1, -1).contiguous()
+
+
+def _scale_and_shift(normalization: dict[str, Any], kind: str) -> tuple[float, float]:
+    """(scale, shift): a pixel value v (0..255) becomes the input v * scale + shift."""
+    if not isinstance(normalization, dict) or normalization.get("kind") != kind:
+        raise ValueError(
+            f"normalization={normalization!r} does not match input_spec.normalization={kind!r}; "
+            "expected the dict of normalization_for(model.input_spec, train_images)"
+        )
     if kind == "paper":  # background 0 -> -0.1, foreground 255 -> 1.175, linearly
-        scale, shift = (PAPER_FOREGROUND - PAPER_BACKGROUND) / 255.0, PAPER_BACKGROUND
-    else:
-        mean, std = float(normalization["mean"]), float(normalization["std"])
-        if not std > 0:
-            raise ValueError(f"normalization std={std}; it must be positive")
-        scale, shift = 1.0 / (255.0 * std), -mean / std
-    out = images.to(torch.float32).mul_(scale).add_(shift)
-    return out.expand(-1, channels, -1, -1).contiguous() if channels != 1 else out
+        return (PAPER_FOREGROUND - PAPER_BACKGROUND) / 255.0, PAPER_BACKGROUND
+    mean, std = float(normalization["mean"]), float(normalization["std"])
+    if not std > 0:
+        raise ValueError(f"normalization std={std}; it must be positive")
+    return 1.0 / (255.0 * std), -mean / std
 
 
 def augment(x: torch.Tensor, crop: int, flip: bool, background: float) -> torch.Tensor:
-    """The batch ``x`` (N x C x H x W) with each image mirrored left-right with probability 1/2
-    (``flip``) and shifted by up to ``crop`` pixels each way, as a random crop of the image padded
-    with ``background``: on x's device, drawn from torch's generator (a checkpoint saves it)."""
+    """``x`` (N x C x H x W), each image flipped left-right with probability 1/2 (``flip``) and
+    shifted up to ``crop`` pixels each way (a random crop of it padded with ``background``)."""
+    # Each draw is on x's device, from torch's generator (whose state a checkpoint saves).
     n, _, h, w = x.shape
     if flip:
         x = torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)

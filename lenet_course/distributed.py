@@ -5,7 +5,8 @@ and tells each its RANK, LOCAL_RANK and WORLD_SIZE; :func:`lenet_course.train.fi
 trains one model across all N: each rank holds a replica of the model and the whole data set,
 trains on its own part of every global batch (``batch_size`` examples a rank), and DDP averages the
 gradients during ``backward``, so every replica takes the same step.  gloo carries the messages
-between CPUs, NCCL between GPUs.  Without torchrun the functions below the first are no-ops."""
+between CPUs, NCCL between GPUs.  Without torchrun these functions are no-ops (config.resolve_device
+picks the device)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,6 @@ from torch import nn
 
 #: How long a rank waits for the others at any one exchange before failing (not hanging).
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("LENET_COURSE_DDP_TIMEOUT", "120")))
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device) != "cpu" and not str(device).startswith("cuda"):
-        raise ValueError(f"device={device!r}; use 'auto', 'cpu' or 'cuda'")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here (torch "
-                         f"{torch.__version__} sees no GPU); use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 def launched() -> bool:
@@ -66,8 +55,13 @@ def start(device: torch.device) -> torch.device:
         store, rank_, size = next(dist.rendezvous("env://", timeout=TIMEOUT))  # torchrun's store
         attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # holds the keys of a failed
         store = dist.PrefixStore(f"lenet_course/attempt{attempt}", store)  # attempt (torch#135712)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store,
-                                rank=rank_, world_size=size, timeout=TIMEOUT)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            store=store,
+            rank=rank_,
+            world_size=size,
+            timeout=TIMEOUT,
+        )
         atexit.register(dist.destroy_process_group)
     return device
 
@@ -86,7 +80,8 @@ def check_same(settings: dict[str, Any]) -> None:
             raise ValueError(
                 f"the {world_size()} processes were given different settings: rank {rank()} has "
                 f"{key}={settings.get(key)!r}, rank {other} has {key}={theirs.get(key)!r} (all "
-                f"that differ: {', '.join(differ)}); start every rank with the same command")
+                f"that differ: {', '.join(differ)}); start every rank with the same command"
+            )
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -1,6 +1,9 @@
-"""The CUDA-graph fast path of ``fit(cuda_graphs=True)``: the whole training step (the batch taken
-from the permutation, forward, loss, backward, optimiser step) recorded once as a CUDA graph and
-replayed for every batch: one launch per step instead of dozens.  ``run`` is ``train._Run``."""
+"""The CUDA-graph fast path of ``fit(cuda_graphs=True)``: the training step, recorded once as a
+CUDA graph and replayed for every batch, so each step is one launch instead of dozens.
+
+A graph replays fixed kernels on fixed memory, so everything a step reads must already sit in
+device tensors that the graph recorded: the epoch's order, a step counter, every step's learning
+rate.  The step itself is the trainer's (``train.train_step``), passed in as ``step``."""
 
 from __future__ import annotations
 
@@ -8,76 +11,79 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from lenet_course.data import epoch_permutation
 
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-class Graphed:
-    """The fast path's CUDA graphs and the device tensors that they read and write."""
 
-    def __init__(self, run: Any) -> None:
-        lrs, device = [run.lr_at(step) for step in range(run.config.epochs * run.steps)], run.device
-        self.order = torch.arange(len(run.y), device=device)  # the epoch's permutation
-        self.step = torch.zeros(1, dtype=torch.long, device=device)  # each replay adds 1
+class GraphedSteps:
+    """The training set's steps as CUDA graphs (one per batch size: full, and a shorter last),
+    with the device tensors they read and write."""
+
+    def __init__(self, step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 seed: int, lrs: list[float]) -> None:  # fmt: skip
+        self.step, self.x, self.y, self.batch_size, self.seed = step, x, y, batch_size, seed
+        self.steps = -(-len(y) // batch_size)  # one process: every example, a short last batch
+        device = y.device
+        self.order = torch.arange(len(y), device=device)  # the epoch's permutation
+        self.counter = torch.zeros(1, dtype=torch.long, device=device)  # each replay adds 1
         self.lrs = torch.tensor(lrs, device=device)  # every step's rate, copied into lr
-        self.lr, self.losses = torch.zeros((), device=device), torch.zeros(run.steps, device=device)
-        self.correct = torch.zeros(run.steps, dtype=torch.long, device=device)  # per step
-        self.graphs: dict[int, Any] = {}  # batch size -> the graph of graph_step
+        self.lr = torch.zeros((), device=device)  # what the optimiser reads
+        self.losses = torch.zeros(self.steps, device=device)
+        self.correct = torch.zeros(self.steps, dtype=torch.long, device=device)
+        self.graphs: dict[int, Any] = {}  # batch size -> its graph
 
+    def recorded_step(self, size: int) -> None:
+        """What a graph records: the batch at the step counter, its rate, the step, its results
+        written by index.  Device tensors only, so nothing waits for the host."""
+        within = self.counter % self.steps
+        index = self.order[within * self.batch_size + torch.arange(size, device=self.y.device)]
+        self.lr.copy_(self.lrs[self.counter][0])
+        loss, correct = self.step(self.x[index], self.y[index])
+        self.losses.index_copy_(0, within, loss.float().view(1))
+        self.correct.index_copy_(0, within, correct.view(1))
+        self.counter += 1
 
-def graph_step(run: Any, size: int) -> None:
-    """The step a CUDA graph records: device tensors only, read at the step counter (no sync)."""
-    g = run.graphed
-    within = g.step % run.steps
-    index = g.order[within * run.config.batch_size + torch.arange(size, device=run.device)]
-    xb, yb = run.x[index], run.y[index]
-    g.lr.copy_(g.lrs[g.step][0])
-    with run.autocast():
-        outputs = run.model(xb)
-        loss = run.loss(outputs, yb)
-    loss.backward()
-    run.optimizer.step()
-    g.losses.index_copy_(0, within, loss.detach().float().view(1))
-    g.correct.index_copy_(0, within, (run.scores(outputs.detach()).argmax(1) == yb).sum().view(1))
-    g.step += 1
+    def epoch(self, epoch: int, on_step: Callable[[], Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``train.train_epoch`` as replays: returns (loss per step, correct count)."""
+        n = len(self.y)
+        self.order.copy_(epoch_permutation(n, self.seed, epoch))
+        self.counter.fill_(epoch * self.steps)
+        for step in range(self.steps):
+            self.graphs[min(self.batch_size, n - step * self.batch_size)].replay()
+            on_step()
+        return self.losses, self.correct.sum()
 
-
-def replay_epoch(run: Any, epoch: int, on_step: Callable[[], Any]) -> tuple[torch.Tensor, ...]:
-    """:func:`train_epoch` on the fast path: a replay of the recorded step per batch."""
-    g, n, batch = run.graphed, len(run.y), run.config.batch_size
-    g.order.copy_(epoch_permutation(n, run.config.seed, epoch))
-    g.step.fill_(epoch * run.steps)
-    for step in range(run.steps):
-        g.graphs[min(batch, n - step * batch)].replay()
-        on_step()
-    return g.losses, g.correct.sum()
-
-
-def capture(run: Any) -> None:
-    """Record the step as CUDA graphs (one per batch size: full, last) by PyTorch's recipe: warm up
-    on a side stream, capture with the gradients set to None, the rate read from a tensor (fused
-    SGD, capturable Adam).  The warm-up's changes to weights and optimiser are undone in place."""
-    g, opt, n, batch = Graphed(run), run.optimizer, len(run.y), run.config.batch_size
-    flag, plain = "fused" if run.config.optimizer == "sgd" else "capturable", opt.param_groups
-    opt.param_groups = [{**group, "lr": g.lr, flag: True} for group in plain]  # while capturing
-    for state in opt.state.values():  # a resumed Adam's step count is on the CPU
-        state.update({k: v.to(run.device) for k, v in state.items()})
-    weights = {k: v.clone() for k, v in run.model.state_dict().items()}
-    saved = {(id(p), k): v.clone() for p, s in opt.state.items() for k, v in s.items()}
-    sizes, run.graphed = dict.fromkeys((min(batch, n), n - (run.steps - 1) * batch)), g
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # cuDNN, cuBLAS and the optimiser state start outside a graph
-        for size in [*sizes, *sizes]:
-            g.step.zero_()
-            graph_step(run, size)
-    torch.cuda.current_stream().wait_stream(side)
-    for size in sizes:
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(g.graphs.setdefault(size, torch.cuda.CUDAGraph())):
-            graph_step(run, size)
-    opt.param_groups = plain  # the graphs keep what they read; checkpoints get the plain settings
-    run.model.load_state_dict(weights)  # in place: the graphs read these tensors
-    for p, state in opt.state.items():  # zeros: the state of an optimiser that has not stepped
-        for k, v in state.items():
-            v.copy_(saved.get((id(p), k), torch.zeros_like(v)))
+    def capture(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Record the step by PyTorch's recipe: warm up on a side stream, then capture with the
+        gradients set to None and the rate read from a tensor (fused SGD, capturable Adam).  The
+        warm-up's changes to the weights and the optimiser are undone in place."""
+        flag = "fused" if isinstance(optimizer, torch.optim.SGD) else "capturable"
+        plain = optimizer.param_groups
+        optimizer.param_groups = [{**group, "lr": self.lr, flag: True} for group in plain]
+        device = self.y.device
+        for state in optimizer.state.values():  # a resumed Adam's step count is on the CPU
+            state.update({k: v.to(device) for k, v in state.items()})
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        saved = {(id(p), k): v.clone() for p, s in optimizer.state.items() for k, v in s.items()}
+        n = len(self.y)
+        sizes = dict.fromkeys((min(self.batch_size, n), n - (self.steps - 1) * self.batch_size))
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # cuDNN, cuBLAS and the optimiser state start outside
+            for size in [*sizes, *sizes]:
+                self.counter.zero_()
+                self.recorded_step(size)
+        torch.cuda.current_stream().wait_stream(side)
+        for size in sizes:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graphs.setdefault(size, torch.cuda.CUDAGraph())):
+                self.recorded_step(size)
+        # the graphs keep what they read; checkpoints get the plain settings
+        optimizer.param_groups = plain
+        model.load_state_dict(weights)  # in place: the graphs read these tensors
+        for p, state in optimizer.state.items():  # zeros: an optimiser that has not stepped
+            for k, v in state.items():
+                v.copy_(saved.get((id(p), k), torch.zeros_like(v)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -12,7 +13,10 @@ from lenet_course.lenet1998 import LeNet5_1998, PartialConv2d, squash
 from lenet_course.models import LeNet5v1, eval_mode
 
 STAGES: tuple[str, ...] = ("C1", "S2", "C3", "S4")  #: LeNet-5's feature maps (LeCun 1998, Fig. 2)
+# The modules that make a stage in a model of any other class: conv, then activation and pooling.
+_CONVS = (nn.Conv2d, PartialConv2d)
 _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU)
+_POOLINGS = (nn.AvgPool2d, nn.MaxPool2d)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -25,21 +29,25 @@ def feature_maps(model: nn.Module, inputs: Tensor, layers: Sequence[str]) -> dic
     modules = dict(model.named_modules())
     unknown = [name for name in layers if name not in modules or not name]
     if unknown:
-        raise ValueError(f"no layer named {unknown[0]!r} in {type(model).__name__}; its layers "
-                         f"are {layer_names(model)}")
+        raise ValueError(
+            f"no layer named {unknown[0]!r} in {type(model).__name__}; its layers are"
+            f" {layer_names(model)}"
+        )
     captured: dict[str, Tensor] = {}
-    handles = [modules[name].register_forward_hook(  # each copies its layer's output
-        lambda module, args, output, name=name: captured.update({name: output.detach().clone()}))
-        for name in layers]
+
+    def keep(name: str, module: nn.Module, args: tuple, output: Tensor) -> None:
+        captured[name] = output.detach().clone()
+
+    handles = [modules[name].register_forward_hook(partial(keep, name)) for name in layers]
     try:
         with eval_mode(model), torch.no_grad():
             model(inputs)
-    finally:  # even if the forward pass fails, no hook stays behind
+    finally:
+        # even when the forward pass fails, no hook stays behind
         for handle in handles:
             handle.remove()
     missing = [name for name in layers if name not in captured]
-    if missing:
-        raise ValueError(f"layer {missing[0]!r} did not run in {type(model).__name__}.forward")
+    assert not missing, f"layer {missing[0]!r} did not run in {type(model).__name__}.forward"
     return {name: captured[name] for name in layers}
 
 
@@ -54,36 +62,53 @@ class Stage(NamedTuple):
 def stages(model: nn.Module) -> dict[str, Stage]:
     """Where C1, S2, C3, S4 are in ``model``: the module to hook, what ``forward`` applies after."""
     if isinstance(model, LeNet5_1998):
-        return {"C1": Stage("c1", squash, conv="c1"), "S2": Stage("s2", squash),
-                "C3": Stage("c3", squash, conv="c3"), "S4": Stage("s4", squash)}
+        return {
+            "C1": Stage("c1", squash, conv="c1"),
+            "S2": Stage("s2", squash),
+            "C3": Stage("c3", squash, conv="c3"),
+            "S4": Stage("s4", squash),
+        }
     if isinstance(model, LeNet5v1):
-        return {"C1": Stage("conv1", model.act, conv="conv1"),
-                "S2": Stage("conv1", lambda x: model.pool(model.act(x), kernel_size=2, stride=2)),
-                "C3": Stage("conv2", model.act, conv="conv2"),
-                "S4": Stage("conv2", lambda x: model.pool(model.act(x), kernel_size=2, stride=2))}
+        # forward applies the activation and pooling as functions, which no hook sees
+        def act_and_pool(x: Tensor) -> Tensor:
+            return model.pool(model.act(x), kernel_size=2, stride=2)
+
+        return {
+            "C1": Stage("conv1", model.act, conv="conv1"),
+            "S2": Stage("conv1", act_and_pool),
+            "C3": Stage("conv2", model.act, conv="conv2"),
+            "S4": Stage("conv2", act_and_pool),
+        }
+    # Any other model: the first two convolutions, each if an activation and a pooling follow it
     leaves = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
-    convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, (nn.Conv2d, PartialConv2d))]
+    leaves += [("", None), ("", None)]
+    convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, _CONVS)]
     found: dict[str, Stage] = {}
     for (c_name, s_name), i in zip((("C1", "S2"), ("C3", "S4")), convs, strict=False):
-        (act, act_m), (pool, pool_m) = (leaves + [("", None)] * 2)[i + 1 : i + 3]  # the next two
-        if isinstance(act_m, _ACTIVATIONS) and isinstance(pool_m, (nn.AvgPool2d, nn.MaxPool2d)):
-            found[c_name], found[s_name] = Stage(act, conv=leaves[i][0]), Stage(pool)
+        (conv, _), (act, act_module), (pool, pool_module) = leaves[i : i + 3]
+        if isinstance(act_module, _ACTIVATIONS) and isinstance(pool_module, _POOLINGS):
+            found[c_name], found[s_name] = Stage(act, conv=conv), Stage(pool)
     if len(found) != len(STAGES):
-        raise ValueError(f"cannot find C1, S2, C3, S4 in {type(model).__name__}: no two blocks of "
-                         "convolution, activation and pooling modules; pick layers yourself for "
-                         f"feature_maps(model, inputs, layers) from {layer_names(model)}")
+        raise ValueError(
+            f"cannot find C1, S2, C3, S4 in {type(model).__name__}: no two blocks of convolution,"
+            " activation and pooling modules; pick layers yourself for"
+            f" feature_maps(model, inputs, layers) from {layer_names(model)}"
+        )
     return found
 
 
-def stage_maps(model: nn.Module, inputs: Tensor,
-               names: Sequence[str] = STAGES) -> dict[str, Tensor]:
+def stage_maps(model: nn.Module, inputs: Tensor, names=STAGES) -> dict[str, Tensor]:
     """The maps C1, S2, C3, S4 (N x maps x H x W, after the activation) of prepared ``inputs``."""
     where = stages(model)
     unknown = [name for name in names if name not in where]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(where)}")
     hooked = feature_maps(model, inputs, sorted({where[name].layer for name in names}))
-    return {name: (where[name].then or (lambda x: x))(hooked[where[name].layer]) for name in names}
+    maps = {}
+    for name in names:
+        layer, then, _ = where[name]
+        maps[name] = hooked[layer] if then is None else then(hooked[layer])
+    return maps
 
 
 def learned_filters(model: nn.Module, stage: str = "C1") -> Tensor:

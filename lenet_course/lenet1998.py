@@ -1,4 +1,5 @@
-"""LeNet-5 as published by LeCun et al. (1998), piece by piece (notebook 08 builds its variants)."""
+"""LeNet-5 as published by LeCun et al. (1998), piece by piece (notebook 08 builds its variants),
+with the curvature of Appendix C that its optimiser, SDLM (sdlm.py), steps by."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lenet_course.data import InputSpec, check_input
-from lenet_course.paper import C3_TABLE
+from lenet_course.paper import C3_TABLE, PAPER_HESSIAN_SAMPLES, PAPER_MU, PAPER_SCHEDULE
+from lenet_course.sdlm import SDLM
 
 SQUASH_A, SQUASH_S = 1.7159, 2.0 / 3.0  #: f(a) = A tanh(S a), the squashing of Appendix A
 
@@ -35,8 +37,11 @@ _FAN_INS = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}  # C3's F_i depend
 
 
 @torch.no_grad()
-def uniform_(tensors: Iterable[torch.Tensor], fan_in: int,
-             bound: Callable[[int], float] = INIT_BOUNDS["paper"]) -> None:
+def uniform_(
+    tensors: Iterable[torch.Tensor],
+    fan_in: int,
+    bound: Callable[[int], float] = INIT_BOUNDS["paper"],
+) -> None:
     """Draw every tensor uniformly in +/-``bound(fan_in)`` (the paper's rule by default)."""
     for tensor in tensors:
         tensor.uniform_(-bound(fan_in), bound(fan_in))
@@ -60,8 +65,9 @@ class PartialConv2d(nn.Module):
     """C3: output map j convolves only the input maps ``table[j]`` (Table I: 60 5x5 kernels).  The
     kernels are scattered into a dense one, zeros elsewhere: gradients reach only real weights."""
 
-    def __init__(self, table: Sequence[Sequence[int]], in_channels: int,
-                 kernel_size: int = 5) -> None:
+    def __init__(
+        self, table: Sequence[Sequence[int]], in_channels: int, kernel_size: int = 5
+    ) -> None:
         super().__init__()
         self.table = tuple(tuple(row) for row in table)
         self.in_channels, self.out_channels = in_channels, len(self.table)
@@ -191,21 +197,43 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
         """Higher = more likely: the negated penalties."""
         return -outputs
 
+    def configure_optimizer(
+        self, config: Any, train_images: torch.Tensor, steps_per_pass: int
+    ) -> SDLM | None:
+        """The paper's optimiser when ``config.optimizer == "sdlm"``: SDLM with the curvature
+        re-estimated on 500 training images (prepared, on the device) before each pass.  Any other
+        optimiser: None, and the trainer builds the one the config names."""
+        if config.optimizer != "sdlm":
+            return None
+        return sdlm_for(
+            self,
+            train_images,
+            batch_size=config.batch_size,
+            steps_per_pass=steps_per_pass,
+            lr=config.lr,
+            seed=config.seed,
+            samples=min(PAPER_HESSIAN_SAMPLES, len(train_images)),
+        )
+
 
 def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
     """For every parameter of ``model``: (slice of its first dimension, fan-in F_i) pairs."""
     if not isinstance(model, LeNet5_1998):
         raise TypeError(f"fan_ins follows the layers of LeNet5_1998; got {type(model).__name__}")
-    fans = {f"{layer}.{kind}": [(slice(None), fan)]
-            for layer, fan in _FAN_INS.items() for kind in ("weight", "bias")}
+    fans = {
+        f"{layer}.{kind}": [(slice(None), fan)]
+        for layer, fan in _FAN_INS.items()
+        for kind in ("weight", "bias")
+    }
     fans["c3.weight"] = [(kernels, fan) for _, kernels, fan in model.c3.maps()]
     fans["c3.bias"] = [(slice(j, j + 1), fan) for j, _, fan in model.c3.maps()]
     return fans
 
 
 @torch.no_grad()
-def reinitialise_(model: LeNet5_1998, rule: str = "paper",
-                  generator: torch.Generator | None = None) -> LeNet5_1998:
+def reinitialise_(
+    model: LeNet5_1998, rule: str = "paper", generator: torch.Generator | None = None
+) -> LeNet5_1998:
     """Redraw every parameter of ``model`` uniformly in +/-``INIT_BOUNDS[rule](F_i)``; return it."""
     if rule not in INIT_BOUNDS:
         raise ValueError(f"rule={rule!r} is unknown; use one of {tuple(INIT_BOUNDS)}")
@@ -214,3 +242,82 @@ def reinitialise_(model: LeNet5_1998, rule: str = "paper",
             bound = INIT_BOUNDS[rule](fan_in)
             model.get_parameter(name)[part].uniform_(-bound, bound, generator=generator)
     return model
+
+
+# --- the curvature of Appendix C, and the paper's optimiser built from it -------------------------
+
+_LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6")
+
+
+def _backward(layer: nn.Module, x: torch.Tensor, h_a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(h of weight, h of bias, h of input x) of ``layer`` from h_a = d2E/da^2 at its outputs a:
+    back-propagation as for gradients, with the weights and x squared."""
+    if isinstance(layer, nn.Linear):
+        return h_a.t() @ (x * x), h_a.sum(0), h_a @ layer.weight.pow(2)
+    if isinstance(layer, Subsampling):  # a = w * (sum of 2x2 inputs) + b
+        sum_sq = F.avg_pool2d(x * x, kernel_size=2, stride=2, divisor_override=1)
+        h_x = F.interpolate(h_a * layer.weight.view(1, -1, 1, 1) ** 2, scale_factor=2)  # nearest
+        return (h_a * sum_sq).sum(dim=(0, 2, 3)), h_a.sum(dim=(0, 2, 3)), h_x
+    dense = layer.dense_weight() if isinstance(layer, PartialConv2d) else layer.weight
+    h_w = torch.nn.grad.conv2d_weight(x * x, dense.shape, h_a)
+    if isinstance(layer, PartialConv2d):  # only the real kernels of C3 have a curvature
+        h_w = h_w.flatten(0, 1).index_select(0, layer.connection_index)
+    return h_w, h_a.sum(dim=(0, 2, 3)), torch.nn.grad.conv2d_input(x.shape, dense.pow(2), h_a)
+
+
+@torch.no_grad()
+def diagonal_hessian(
+    model: LeNet5_1998, images: torch.Tensor, output_curvature: float = 2.0
+) -> dict[str, torch.Tensor]:
+    """Gauss-Newton h_kk = d2E/dw_k^2 (App. C) of each parameter by name, averaged over prepared
+    ``images``: back-propagated like gradients, squaring weights and slopes f'(a)^2.  At F6,
+    d2E/dx^2 = ``output_curvature`` (2: the correct class's penalty; no labels, no MAP term)."""
+    if not isinstance(model, LeNet5_1998):
+        raise TypeError(f"diagonal_hessian needs a LeNet5_1998; got {type(model).__name__}")
+    inputs, pre = [], []  # every layer's input x and pre-activation a
+    x = images
+    for name in _LAYERS:
+        inputs.append(x.flatten(1) if name == "f6" else x)
+        pre.append(getattr(model, name)(inputs[-1]))
+        x = squash(pre[-1])
+    h: dict[str, torch.Tensor] = {}
+    h_x = torch.full_like(pre[-1], output_curvature)  # d2E/dx^2 at F6's outputs
+    for name, x, a in reversed(list(zip(_LAYERS, inputs, pre, strict=True))):
+        h_a = squash_slope(a) ** 2 * h_x.view_as(a)
+        h[f"{name}.weight"], h[f"{name}.bias"], h_x = _backward(getattr(model, name), x, h_a)
+    return {name: h[name] / len(images) for name, _ in model.named_parameters()}
+
+
+def sdlm_for(
+    model: LeNet5_1998,
+    train_images: torch.Tensor,
+    *,
+    batch_size: int,
+    steps_per_pass: int,
+    samples: int = PAPER_HESSIAN_SAMPLES,
+    lr: float = PAPER_SCHEDULE[0][1],
+    mu: float = PAPER_MU,
+    seed: int = 0,
+) -> SDLM:
+    """An :class:`SDLM` for ``model`` that re-estimates h once per pass on ``samples`` random
+    images of ``train_images`` (prepared, on the model's device)."""
+    n = len(train_images)
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} training images")
+    if not 0 < samples <= n:
+        raise ValueError(f"samples={samples!r}; expected 1..{n} training images")
+    generator = torch.Generator().manual_seed(seed)
+    by_name = dict(model.named_parameters())
+
+    def curvature() -> dict[torch.Tensor, torch.Tensor]:
+        pick = torch.randperm(n, generator=generator)[:samples].to(train_images.device)
+        return {by_name[k]: h for k, h in diagonal_hessian(model, train_images[pick]).items()}
+
+    return SDLM(
+        model.parameters(),
+        curvature,
+        lr=lr,
+        mu=mu,
+        batch_size=batch_size,
+        refresh_every=steps_per_pass,
+    )

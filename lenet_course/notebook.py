@@ -20,13 +20,16 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    return value
 
 
 def record(**values: Any) -> dict[str, Any]:
     """Display ``values`` and store them in the output for the tests; return them as plain data."""
     plain = {name: _plain(value) for name, value in values.items()}
-    json.dumps(plain)  # fail here, in the notebook, if something cannot be stored
+    # fail here, in the notebook, if something cannot be stored
+    json.dumps(plain)
     text = "\n".join(f"{name} = {value!r}" for name, value in plain.items())
     display({"text/plain": text, RECORD_MIME: plain}, raw=True)
     return plain

@@ -7,13 +7,11 @@ C3 connection table (Table I) and the published test errors.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 #: Passes through the 60,000 training images in the paper's runs.
 PAPER_PASSES = 20
-#: (passes, global learning rate eta): 0.0005 for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005
-#: for 4, then 0.00001 (PAPER_FINAL_LR).
+#: (passes, global learning rate eta), then PAPER_FINAL_LR for the passes after them.
 PAPER_SCHEDULE: tuple[tuple[int, float], ...] = ((2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5))
 PAPER_FINAL_LR = 1e-5
 #: The constant mu of the SDLM step eps_k = eta / (mu + h_kk).
@@ -36,18 +34,18 @@ PAPER_LAYER_COUNTS: dict[str, tuple[int, int]] = {
     "F6": (10_164, 10_164),
 }
 
-#: Table I: which S2 maps (0-5) each C3 map (0-15) reads.  Maps 0-5 read 3 contiguous S2 maps,
-#: 6-11 read 4 contiguous, 12-14 read 4 non-contiguous, and 15 reads all 6.
+#: Table I: which S2 maps (0-5) each C3 map (0-15) reads.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
-    *(tuple((j + k) % 6 for k in range(3)) for j in range(6)),  # maps 0-5
-    *(tuple((j + k) % 6 for k in range(4)) for j in range(6)),  # maps 6-11
-    (0, 1, 3, 4),  # maps 12-14
+    *(tuple((j + k) % 6 for k in range(3)) for j in range(6)),  # maps 0-5: 3 contiguous
+    *(tuple((j + k) % 6 for k in range(4)) for j in range(6)),  # maps 6-11: 4 contiguous
+    (0, 1, 3, 4),  # maps 12-14: 4 non-contiguous
     (1, 2, 4, 5),
     (0, 2, 3, 5),
-    (0, 1, 2, 3, 4, 5),  # map 15
+    (0, 1, 2, 3, 4, 5),  # map 15: all 6
 )
 
 _PAPER = "LeCun et al. 1998, Sec. III-B and Fig. 9"
+_D2L = "d2l.ai, 'Convolutional Neural Networks (LeNet)'"
 #: The figures learners meet: source, network, data set, test error in percent (None where the
 #: source's number is not on MNIST).
 PUBLISHED: tuple[dict[str, Any], ...] = tuple(
@@ -55,12 +53,7 @@ PUBLISHED: tuple[dict[str, Any], ...] = tuple(
     for row in (
         (_PAPER, "LeNet-5 (SDLM, 20 passes)", "MNIST", PAPER_TEST_ERROR),
         (_PAPER, "LeNet-5, training set with distortions", "MNIST", PAPER_TEST_ERROR_DISTORTED),
-        (
-            "d2l.ai, 'Convolutional Neural Networks (LeNet)'",
-            "classic LeNet (sigmoid, average pooling)",
-            "Fashion-MNIST",
-            None,
-        ),
+        (_D2L, "classic LeNet (sigmoid, average pooling)", "Fashion-MNIST", None),
     )
 )
 
@@ -79,6 +72,6 @@ def paper_learning_rate(epoch: int) -> float:
 
 def error_percent(accuracy: float) -> float:
     """Test error rate in percent from an accuracy in [0, 1], rounded to 0.01 (1 test image)."""
-    if not 0.0 <= accuracy <= 1.0 or math.isnan(accuracy):
+    if not 0.0 <= accuracy <= 1.0:  # NaN fails this too
         raise ValueError(f"accuracy={accuracy!r} must be in [0, 1]")
     return round(100.0 * (1.0 - accuracy), 2)

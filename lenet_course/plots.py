@@ -5,17 +5,20 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.patches import Rectangle
 
 from lenet_course.arithmetic import ExplorerState
+
+# The input, its padding and the pixel grid; the first, last and misfit window; the start ticks.
+_INPUT, _PADDING, _GRID = "#ffffff", "#e3e3e3", "#b8b8b8"
+_FIRST, _LAST, _BAD, _TICK = "#1f77b4", "#ff7f0e", "#d62728", "#555555"
 
 
 def figure_html(figure: Figure, alt: str) -> str:
@@ -26,99 +29,106 @@ def figure_html(figure: Figure, alt: str) -> str:
     return f'<div><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
 
 
-def _figure(width: float, height: float, *grid: int, title: str | None = None, pad: float = 1.08,
-            **options: Any) -> tuple[Figure, Any]:
+def _figure(width, height, nrows, ncols, title=None, pad=1.08, **options) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width, height), dpi=100, layout=TightLayoutEngine(pad=pad))
     if title:
         fig.suptitle(title, fontsize=9)
-    return fig, fig.subplots(*grid, **options)
+    return fig, fig.subplots(nrows, ncols, **options)
 
 
-_INPUT, _PADDING, _GRID = "#ffffff", "#e3e3e3", "#b8b8b8"
-_FIRST, _LAST, _BAD, _TICK = "#1f77b4", "#ff7f0e", "#d62728", "#555555"
+def _square(x: int, y: int, side: int, fill: str = "none", extra: str = "") -> str:
+    return f'<rect x="{x}" y="{y}" width="{side}" height="{side}" fill="{fill}"{extra}/>'
+
+
+def _text(x: int, y: int, size: int, text: str, extra: str = "") -> str:
+    return f'<text x="{x}" y="{y}" font-family="sans-serif" font-size="{size}"{extra}>{text}</text>'
 
 
 def _window_svg(state: ExplorerState, start: int, colour: str, cell: int) -> tuple[str, str]:
     """One window as (its taps: kernel x kernel pixels, its outline: span x span pixels)."""
-    taps = "".join(f'<rect x="{cell * column + 1}" y="{cell * row + 1}" width="{cell - 2}" '
-                   f'height="{cell - 2}" fill="{colour}" fill-opacity="0.45"/>'
-                   for row in state.taps(start) for column in state.taps(start))
-    corner, side = cell * start, cell * state.span
+    taps = "".join(
+        _square(cell * column + 1, cell * row + 1, cell - 2, colour, ' fill-opacity="0.45"')
+        for row in state.taps(start)
+        for column in state.taps(start)
+    )
     dash = "" if state.output is not None else ' stroke-dasharray="5 3"'
-    return taps, (f'<rect x="{corner}" y="{corner}" width="{side}" height="{side}" fill="none" '
-                  f'stroke="{colour}" stroke-width="2.5"{dash}/>')
+    edge = f' stroke="{colour}" stroke-width="2.5"{dash}'
+    return taps, _square(cell * start, cell * start, cell * state.span, extra=edge)
 
 
 def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
     """The padded input, first window blue, last orange, ticks at window starts; a misfit red."""
     valid = state.output is not None
     last = state.starts[-1] if valid else 0
-    extent = max(state.padded, last + state.span)  # ceil_mode's overhang, or a misfit
+    # ceil_mode's last window may overhang the padded input, and a misfit always does
+    extent = max(state.padded, last + state.span)
     cell = max(4, min(24, max_width // extent))
     margin, grid = 10, cell * extent  # the margin leaves room for the ticks
     width, height = max(grid + margin + 2, 480), grid + margin + 40
     pad, inner, outer = cell * state.padding, cell * state.size, cell * state.padded
-    label = (f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, "
-             f"stride {state.stride}, padding {state.padding}, dilation {state.dilation}: "
-             f"{state.output_text}")
-    windows = [(0, _FIRST if valid else _BAD)] + ([(last, _LAST)] if valid and last else [])
+    label = (
+        f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, "
+        f"stride {state.stride}, padding {state.padding}, dilation {state.dilation}: "
+        f"{state.output_text}"
+    )
+    windows = [(0, _FIRST if valid else _BAD)]
+    if valid and last:
+        windows.append((last, _LAST))
     drawn = [_window_svg(state, start, colour, cell) for start, colour in windows]
     lines = "".join(f"M{cell * i} 0V{outer}M0 {cell * i}H{outer}" for i in range(state.padded + 1))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{label}">',
         f'<g transform="translate({margin},{margin})">',
-        f'<rect x="0" y="0" width="{outer}" height="{outer}" fill="{_PADDING}"/>',
-        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="{_INPUT}"/>',
+        _square(0, 0, outer, _PADDING),
+        _square(pad, pad, inner, _INPUT),
         *(taps for taps, _ in drawn),
         f'<path d="{lines}" stroke="{_GRID}" stroke-width="1" fill="none"/>',
-        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" '
-        'stroke="#444" stroke-width="1.5"/>',
+        _square(pad, pad, inner, extra=' stroke="#444" stroke-width="1.5"'),
     ]
     if extent > state.padded:
-        parts.append(f'<rect x="0" y="0" width="{grid}" height="{grid}" fill="none" '
-                     f'stroke="{_GRID}" stroke-dasharray="2 2"/>')
-    parts.extend(outline for _, outline in drawn)
-    legend = [(_PADDING, "padding"), (_BAD, "the first window does not fit")]
+        parts.append(_square(0, 0, grid, extra=f' stroke="{_GRID}" stroke-dasharray="2 2"'))
+    parts += [outline for _, outline in drawn]
+    legend = [(_PADDING, "padding")]
     if valid:
-        ticks = "".join(f"M{cell * s + cell // 2} -8V-2M-8 {cell * s + cell // 2}H-2"
-                        for s in state.starts)
+        centres = [cell * start + cell // 2 for start in state.starts]
+        ticks = "".join(f"M{c} -8V-2M-8 {c}H-2" for c in centres)
         parts.append(f'<path d="{ticks}" stroke="{_TICK}" stroke-width="2"/>')
-        legend = [(_PADDING, "padding"), (_FIRST, "first window"), (_LAST, "last window"),
-                  (_TICK, f"{state.output} window starts per side")]
+        legend += [(_FIRST, "first window"), (_LAST, "last window")]
+        legend.append((_TICK, f"{state.output} window starts per side"))
+    else:
+        legend.append((_BAD, "the first window does not fit"))
     parts.append("</g>")
     x, y = margin, grid + margin + 16
     for colour, text in legend:
-        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}" '
-                     f'stroke="#888"/><text x="{x + 14}" y="{y}" font-family="sans-serif" '
-                     f'font-size="11">{text}</text>')
+        parts.append(_square(x, y - 9, 10, colour, ' stroke="#888"') + _text(x + 14, y, 11, text))
         x += 24 + 6 * len(text)
-    parts.append(f'<text x="{margin}" y="{y + 18}" font-family="sans-serif" font-size="13" '
-                 f'font-weight="bold">{state.output_text}</text></svg>')
+    parts.append(_text(margin, y + 18, 13, state.output_text, ' font-weight="bold"') + "</svg>")
     return "".join(parts)
 
 
-def _grid(n: int, ncols: int, width: float, height: float, top: float = 0.0,
-          title: str | None = None) -> tuple[Figure, Any]:
+def _grid(n, ncols, width, height, top=0.0, title=None) -> tuple[Figure, list[Any]]:
     """``n`` panels (axes off) in rows of ``ncols``, each ``width`` x ``height`` inches."""
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = _figure(ncols * width, top + nrows * height, nrows, ncols, title=title, pad=0.3,
-                        squeeze=False)
+    size = (ncols * width, top + nrows * height)
+    fig, axes = _figure(*size, nrows, ncols, title=title, pad=0.3, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     return fig, list(axes.flat)
 
 
-def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, ncols: int = 10,
-                size: float = 1.0, cmap: str = "gray_r") -> Figure:
-    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark, unsmoothed; uint8 images share
-    the scale 0..255 (so contrast compares), float images (averages, filters) get their own."""
+def show_images(images, titles=None, *, ncols=10, size=1.0, cmap="gray_r") -> Figure:
+    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark, unsmoothed, with ``titles``
+    (one per image) if given; uint8 images share the scale 0..255 (so contrast compares), float
+    images (averages, filters) get their own."""
     images = images.detach().cpu()
-    images = images[:, 0] if images.ndim == 4 and images.shape[1] == 1 else images
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
     if images.ndim != 3:
-        raise ValueError(f"images of shape {tuple(images.shape)}; expected N x H x W or "
-                         "N x 1 x H x W")
+        raise ValueError(
+            f"images of shape {tuple(images.shape)}; expected N x H x W or N x 1 x H x W"
+        )
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} images; give one per image")
     if ncols < 1:
@@ -132,11 +142,11 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, *, nc
     return fig
 
 
-def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
-                      title: str | None = None) -> Figure:
+def show_feature_maps(maps, *, ncols=8, size=1.0, title=None) -> Figure:
     """One layer's maps for one image (C x H x W) on one shared scale: bright responds strongly."""
     maps = maps.detach().cpu().float()
-    maps = maps[0] if maps.ndim == 4 and maps.shape[0] == 1 else maps
+    if maps.ndim == 4 and maps.shape[0] == 1:
+        maps = maps[0]
     if maps.ndim != 3:
         raise ValueError(f"maps of shape {tuple(maps.shape)}; expected C x H x W for one image")
     low, high = float(maps.min()), float(maps.max())
@@ -148,7 +158,8 @@ def show_feature_maps(maps: torch.Tensor, *, ncols: int = 8, size: float = 1.0,
 
 
 def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.2)) -> Figure:
-    """Loss and accuracy per epoch (test solid, train dashed, validation dotted) of histories."""
+    """Loss and accuracy per epoch (test solid, train dashed, validation dotted) of a history, or
+    of several by label (a dict)."""
     runs = dict(histories) if isinstance(histories, Mapping) else {"": histories}
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
     fig, (loss_ax, acc_ax) = _figure(*size, 1, 2)
@@ -182,14 +193,20 @@ def show_kernel_view(view: Any) -> Figure:
     limit = float(view.products.abs().max()) or 1.0
     middle.imshow(view.products.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     for (i, j), value in np.ndenumerate(view.products.numpy()):
-        middle.text(j, i, f"{value + 0:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(value) > 0.6 * limit else "black")
+        colour = "white" if abs(value) > 0.6 * limit else "black"
+        # value + 0 writes -0.0 as 0.00
+        middle.text(j, i, f"{value + 0:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    # NaN marks the positions the kernel has not reached yet: drawn in the padding's grey
     reach = float(view.output.nan_to_num().abs().max()) or 1.0
-    unfilled = colormaps["RdBu_r"].with_extremes(bad=_PADDING)  # positions not reached yet
+    unfilled = colormaps["RdBu_r"].with_extremes(bad=_PADDING)
     right.imshow(view.output.numpy(), cmap=unfilled, vmin=-reach, vmax=reach)
     right.add_patch(Rectangle((view.col - 0.5, view.row - 0.5), 1, 1, fill=False, color=_LAST))
-    titles = (f"input, window at ({view.row}, {view.col})", "window x kernel",
-              f"output: {view.total:.3f} at ({view.row}, {view.col})")
+    where = f"({view.row}, {view.col})"
+    titles = (
+        f"input, window at {where}",
+        "window x kernel",
+        f"output: {view.total:.3f} at {where}",
+    )
     for axes, title in zip((left, middle, right), titles, strict=True):
         axes.set_title(title, fontsize=9)
         axes.set_xticks([])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch import nn
 
 from lenet_course.checkpoint import load_checkpoint, model_from_checkpoint
 from lenet_course.data import PathLike, prepare_images
@@ -33,12 +32,14 @@ class ImageFileError(ValueError):
 def load_image(path: PathLike) -> Image.Image:
     """Decode an image file, turned upright by its EXIF tag, or raise a one-line ImageFileError."""
     path = Path(path)
-    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a FIFO blocks forever
+    # a folder, a FIFO or a device is never opened: reading a FIFO blocks forever
+    if os.path.exists(path) and not os.path.isfile(path):
         what = "a folder" if os.path.isdir(path) else "a FIFO or device"
         raise ImageFileError(f"{path}: is {what}, not an image file")
     try:
         with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
+            # decode now, so that a truncated file fails here rather than later
+            image.load()
             return ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
@@ -55,9 +56,11 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     """Any image as H x W uint8 brightness (0 black .. 255 white), transparent pixels on white."""
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
     if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    # 16-bit images span 0..65535; 32-bit and float ones have no fixed range: their own does
     values = np.asarray(image, dtype=np.float64)
     low, high = (0, 65535) if image.mode.startswith("I;16") else (values.min(), values.max())
     values = (values - low) * (255.0 / (high - low)) if high > low else values * 0
@@ -91,6 +94,7 @@ def _place(values: np.ndarray, level: float, dataset: str) -> torch.Tensor:
     top, left = (CANVAS - new_h) // 2, (CANVAS - new_w) // 2
     mass = patch.astype(np.float64) - level
     if centring == "mass" and mass.sum() > 0:
+        # MNIST's centre of mass goes in the middle, as far as the canvas lets the patch move
         ys, xs = np.indices(patch.shape)
         center_y, center_x = (ys * mass).sum() / mass.sum(), (xs * mass).sum() / mass.sum()
         top = min(max(round((CANVAS - 1) / 2 - center_y), 0), CANVAS - new_h)
@@ -100,30 +104,32 @@ def _place(values: np.ndarray, level: float, dataset: str) -> torch.Tensor:
     return torch.from_numpy(canvas)
 
 
-def convert_image(image: Image.Image | np.ndarray | PathLike, *, invert: bool | None = None,
-                  dataset: str = "fashion-mnist") -> ConvertedImage:
-    """A picture as ``dataset`` lays out its 28 x 28 uint8 images (``invert=None``: if light)."""
+def convert_image(image, *, invert=None, dataset="fashion-mnist") -> ConvertedImage:
+    """A picture (a PIL image, an H x W uint8 array or a file) as ``dataset`` lays out its 28 x 28
+    uint8 images; ``invert=None`` inverts it if its background is light."""
     if dataset not in LAYOUTS:
         raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
     image = load_image(image) if isinstance(image, (str, os.PathLike)) else image
     gray = to_grayscale(image) if isinstance(image, Image.Image) else np.asarray(image)
     if gray.dtype != np.uint8 or gray.ndim != 2:
         raise ValueError(f"expected an H x W uint8 array, got {gray.dtype} {gray.shape}")
+    # the data sets draw light objects on black: a picture on a light background is inverted
     background = background_level(gray)
-    inverted = background > LIGHT_BACKGROUND if invert is None else bool(invert)  # data: black
+    inverted = background > LIGHT_BACKGROUND if invert is None else bool(invert)
     values = 255.0 - gray.astype(np.float64) if inverted else gray.astype(np.float64)
     level = 255.0 - background if inverted else background
-    if level <= LIGHT_BACKGROUND:  # a dark background: make it exactly black, as in the data
+    if level <= LIGHT_BACKGROUND:
+        # a dark background becomes exactly black, as in the data
         values = np.clip((values - level) * (255.0 / (255.0 - level)), 0, 255)
         level = 0.0
+    # trim to the object: the pixels that differ from the background (a blank picture stays whole)
     rows, cols = np.nonzero(np.abs(values - level) > TRIM_TOLERANCE)
-    if len(rows):  # a blank picture stays whole
+    if len(rows):
         values = values[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     return ConvertedImage(_place(values, level, dataset), inverted, background, gray.shape[::-1])
 
 
-def class_probabilities(model: nn.Module, images: torch.Tensor, normalization: dict[str, Any], *,
-                        batch_size: int = 1000) -> torch.Tensor:
+def class_probabilities(model, images, normalization, *, batch_size=1000) -> torch.Tensor:
     """Softmax of the class scores (models.class_scores) of uint8 ``images``: N x classes, CPU."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; it must be at least 1")
@@ -134,8 +140,7 @@ def class_probabilities(model: nn.Module, images: torch.Tensor, normalization: d
     return torch.softmax(class_scores(model, x, batch_size).float(), dim=1).cpu()
 
 
-def top_classes(probabilities: torch.Tensor, class_names: Sequence[str],
-                k: int = 3) -> list[list[tuple[str, float]]]:
+def top_classes(probabilities, class_names, k=3) -> list[list[tuple[str, float]]]:
     """For each row of ``probabilities``, the ``k`` most likely (class name, probability) pairs."""
     classes = probabilities.shape[1] if probabilities.ndim == 2 else 0
     if len(class_names) != classes:
@@ -143,8 +148,10 @@ def top_classes(probabilities: torch.Tensor, class_names: Sequence[str],
     if not 1 <= k <= classes:
         raise ValueError(f"top-k k={k}; it must be between 1 and the {classes} classes")
     values, indices = probabilities.topk(k, dim=1)
-    return [[(class_names[i], p) for p, i in zip(row_p, row_i, strict=True)]
-            for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)]
+    return [
+        [(class_names[i], p) for p, i in zip(row_p, row_i, strict=True)]
+        for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
 
 
 @dataclass
@@ -161,8 +168,11 @@ class Prediction:
         """A JSON-ready dict (``--json`` output of the command line)."""
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        top = [{"class": name, "probability": round(p, 6) if math.isfinite(p) else None}
-               for name, p in self.top]  # JSON has no NaN
+        # JSON has no NaN
+        top = [
+            {"class": name, "probability": round(p, 6) if math.isfinite(p) else None}
+            for name, p in self.top
+        ]
         return {"path": self.path, "top": top, "inverted": self.inverted}
 
     def __str__(self) -> str:
@@ -172,9 +182,7 @@ class Prediction:
         return f"{self.path}: {guesses}" + (" (inverted)" if self.inverted else "")
 
 
-def predict_files(checkpoint: PathLike | Mapping[str, Any], paths: Sequence[PathLike], *,
-                  top_k: int = 3, invert: bool | None = None,
-                  model: nn.Module | None = None) -> list[Prediction]:
+def predict_files(checkpoint, paths, *, top_k=3, invert=None, model=None) -> list[Prediction]:
     """One :class:`Prediction` per file from a checkpoint (a path or a loaded dict; ``model``: one
     built from it).  An unreadable file, or one with NaN probabilities, gets an ``error``."""
     checkpoint = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
@@ -195,9 +203,10 @@ def predict_files(checkpoint: PathLike | Mapping[str, Any], paths: Sequence[Path
         pixels = torch.stack([p.pixels for p in good])  # type: ignore[misc]
         probabilities = class_probabilities(model, pixels, checkpoint["normalization"])
         tops = top_classes(probabilities, class_names, top_k)
+        # NaN when the weights are not finite, or overflow on this picture
         for p, top, finite in zip(good, tops, probabilities.isfinite().all(dim=1), strict=True):
             if finite:
                 p.top = top
-            else:  # the weights are not finite, or overflow on this picture
+            else:
                 p.error = f"{p.path}: the model gives NaN or infinite probabilities; retrain it"
     return predictions

@@ -12,9 +12,9 @@ import ipywidgets as widgets
 import torch
 import torch.nn.functional as F
 
-from lenet_course import arithmetic
+from lenet_course.arithmetic import ExplorerState, explore_conv, explore_pool
 from lenet_course.data import prepare_images
-from lenet_course.inspect_model import stage_maps
+from lenet_course.inspect_model import STAGES, stage_maps
 from lenet_course.plots import (
     conv_windows_svg,
     figure_html,
@@ -27,33 +27,32 @@ from lenet_course.plots import (
 SLIDERS = ("input size", "kernel size", "stride", "padding", "dilation")
 
 
-def explanation_html(state: arithmetic.ExplorerState) -> str:
+def explanation_html(state: ExplorerState) -> str:
     """The text under the sliders: the filled-in formula, or why there is no output."""
     if state.error is not None:
         return f'<p style="color:#b00020"><b>Impossible:</b> {html.escape(state.error)}</p>'
     first, last = state.starts[0], state.starts[-1]
-    return (f"<p><code>{html.escape(state.formula)}</code><br>"
-            f"{state.output} window positions per side: the first starts at padded pixel {first}, "
-            f"the last at {last} and covers up to pixel {last + state.span - 1} "
-            f"(the padded input ends at {state.padded - 1}).</p>")
+    return (
+        f"<p><code>{html.escape(state.formula)}</code><br>"
+        f"{state.output} window positions per side: the first starts at padded pixel {first}, "
+        f"the last at {last} and covers up to pixel {last + state.span - 1} "
+        f"(the padded input ends at {state.padded - 1}).</p>"
+    )
 
 
 class Explorer:
     """Sliders -> pure function -> label, explanation and picture; displays as its ``.widget``.
     ``.sliders`` maps argument names to sliders, ``.state`` is the current state."""
 
-    def __init__(self, explore: Callable[..., arithmetic.ExplorerState],
-                 sliders: dict[str, Any]) -> None:
+    def __init__(self, explore: Callable[..., ExplorerState], sliders: dict[str, Any]) -> None:
         self._explore = explore
         self.sliders = sliders
         self.output = widgets.Label(style={"font_weight": "bold"})
         self.explanation, self.picture = widgets.HTML(), widgets.HTML()
-        for slider in sliders.values():
-            slider.observe(self._update, names="value")
         controls = list(sliders.values())
         rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:])]
         self.widget = widgets.VBox([*rows, self.output, self.explanation, self.picture])
-        self._update()
+        _draw_on_change(self._update, *controls)
 
     def _update(self, change: Any = None) -> None:
         self.state = self._explore(*(slider.value for slider in self.sliders.values()))
@@ -68,30 +67,41 @@ class Explorer:
         return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
 
+def _draw_on_change(draw: Callable[..., None], *controls: Any) -> None:
+    """Call ``draw`` now, and again whenever one of ``controls`` changes value."""
+    for control in controls:
+        control.observe(draw, names="value")
+    draw()
+
+
 def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict[str, Any]:
-    """The sliders of :data:`SLIDERS` at ``values``, by argument name (a maximum grows to fit)."""
+    """The sliders of :data:`SLIDERS` at ``values``, by argument name."""
     names = ("size", "kernel_size", "stride", "padding", "dilation")
     ranges = ((1, 32), (1, kernel_max), (1, 6), (0, padding_max), (1, 4))
-    return {name: widgets.IntSlider(value=value, min=low, max=max(high, value), description=label,
-                                    style={"description_width": "initial"},
-                                    layout=widgets.Layout(width="260px"))
-            for name, label, value, (low, high) in zip(names, SLIDERS, values, ranges, strict=True)}
+    sliders = {}
+    for name, label, value, (low, high) in zip(names, SLIDERS, values, ranges, strict=True):
+        # a value beyond the usual range stretches it
+        slider = widgets.IntSlider(value=value, min=low, max=max(high, value), description=label)
+        slider.style.description_width = "initial"
+        slider.layout.width = "260px"
+        sliders[name] = slider
+    return sliders
 
 
-def conv_explorer(size: int = 28, kernel_size: int = 5, stride: int = 1, padding: int = 2,
-                  dilation: int = 1) -> Explorer:
+def conv_explorer(size=28, kernel_size=5, stride=1, padding=2, dilation=1) -> Explorer:
     """Sliders for a convolution, its output size (or why it is impossible) and its windows."""
     values = (size, kernel_size, stride, padding, dilation)
-    return Explorer(arithmetic.explore_conv, _sliders(values, kernel_max=11, padding_max=6))
+    return Explorer(explore_conv, _sliders(values, kernel_max=11, padding_max=6))
 
 
-def pool_explorer(size: int = 7, kernel_size: int = 2, stride: int = 2, padding: int = 0,
-                  dilation: int = 1, ceil_mode: bool = True) -> Explorer:
+def pool_explorer(
+    size=7, kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=True
+) -> Explorer:
     """Like :func:`conv_explorer`, for ``nn.MaxPool2d``, with a ``ceil_mode`` checkbox."""
     values = (size, kernel_size, stride, padding, dilation)
     sliders = _sliders(values, kernel_max=8, padding_max=4)
     sliders["ceil_mode"] = widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False)
-    return Explorer(arithmetic.explore_pool, sliders)
+    return Explorer(explore_pool, sliders)
 
 
 @dataclass(frozen=True)
@@ -120,36 +130,35 @@ def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
         raise ValueError(f"image {tuple(image.shape)}, kernel {tuple(kernel.shape)}: use 2-D")
     (height, width), (kh, kw) = image.shape, kernel.shape
     rows, cols = height - kh + 1, width - kw + 1
-    if rows < 1 or cols < 1 or not (0 <= row < rows and 0 <= col < cols):
-        raise ValueError(f"row={row}, col={col}: a {kh}x{kw} kernel on a {height}x{width} "
-                         f"image has positions 0..{rows - 1} x 0..{cols - 1}")
-    products = image[row:row + kh, col:col + kw] * kernel
+    if not (0 <= row < rows and 0 <= col < cols):
+        raise ValueError(
+            f"row={row}, col={col}: a {kh}x{kw} kernel on a {height}x{width} image has positions"
+            f" 0..{rows - 1} x 0..{cols - 1}"
+        )
+    products = image[row : row + kh, col : col + kw] * kernel
     full = F.conv2d(image[None, None], kernel[None, None])[0, 0]
+    # the output so far: every position up to (row, col) in reading order
     done = torch.arange(rows * cols).view(rows, cols) <= row * cols + col
-    output = torch.where(done, full, torch.full_like(full, float("nan")))
+    output = full.masked_fill(~done, float("nan"))
     return KernelView(image, kernel, row, col, products, float(products.sum()), output)
 
 
-def kernel_explorer(image: Any, kernels: dict[str, Any], row: int = 0,
-                    col: int = 0) -> widgets.VBox:
+def kernel_explorer(image, kernels: dict[str, Any], row=0, col=0) -> widgets.VBox:
     """Sliders move a kernel (chosen from ``kernels``) over ``image``; the picture shows the
     window, the products, their sum and the output map filling in (:func:`kernel_view`)."""
-    first = kernel_view(image, next(iter(kernels.values())), row, col)
-    rows, cols = first.output.shape
-    sliders = [widgets.IntSlider(value=value, min=0, max=top - 1, description=name)
-               for name, value, top in (("row", row, rows), ("column", col, cols))]
+    rows, cols = kernel_view(image, next(iter(kernels.values())), row, col).output.shape
+    down = widgets.IntSlider(value=row, min=0, max=rows - 1, description="row")
+    across = widgets.IntSlider(value=col, min=0, max=cols - 1, description="column")
     menu = widgets.Dropdown(options=list(kernels), description="kernel")
     label, picture = widgets.Label(style={"font_weight": "bold"}), widgets.HTML()
 
     def draw(change: Any = None) -> None:
-        view = kernel_view(image, kernels[menu.value], sliders[0].value, sliders[1].value)
+        view = kernel_view(image, kernels[menu.value], down.value, across.value)
         label.value = view.caption
         picture.value = figure_html(show_kernel_view(view), view.caption)
 
-    for control in (*sliders, menu):
-        control.observe(draw, names="value")
-    draw()
-    return widgets.VBox([widgets.HBox([*sliders, menu]), label, picture])
+    _draw_on_change(draw, down, across, menu)
+    return widgets.VBox([widgets.HBox([down, across, menu]), label, picture])
 
 
 @dataclass(frozen=True)
@@ -166,12 +175,13 @@ class FeatureMapView:
     def caption(self) -> str:
         count, height, width = self.maps.shape
         low, high = float(self.maps.min()), float(self.maps.max())
-        return (f"test image {self.index} ({self.label}) through {self.stage}: {count} maps of "
-                f"{height}x{width}, values {low:.2f} .. {high:.2f}")
+        return (
+            f"test image {self.index} ({self.label}) through {self.stage}: {count} maps of "
+            f"{height}x{width}, values {low:.2f} .. {high:.2f}"
+        )
 
 
-def feature_map_view(model: Any, data: Any, normalization: dict[str, Any], index: int,
-                     stage: str) -> FeatureMapView:
+def feature_map_view(model, data, normalization, index: int, stage: str) -> FeatureMapView:
     """The maps of ``stage`` ("C1", "S2", "C3", "S4") for image ``index`` of ``data`` (an
     ``ImageSet``): the pure function behind :func:`feature_map_explorer`."""
     count = len(data.labels)
@@ -184,23 +194,23 @@ def feature_map_view(model: Any, data: Any, normalization: dict[str, Any], index
     return FeatureMapView(index, stage, image, data.classes[int(data.labels[index])], maps)
 
 
-def feature_map_explorer(model: Any, data: Any, normalization: dict[str, Any], *, index: int = 0,
-                         stages: tuple[str, ...] = ("C1", "S2", "C3", "S4")) -> widgets.VBox:
-    """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`.  PNGs
-    in an ``HTML`` widget, not an ``Output`` (it can stall papermill): saved notebooks show them."""
-    slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image",
-                               continuous_update=False)
+def feature_map_explorer(model, data, normalization, *, index=0, stages=STAGES) -> widgets.VBox:
+    """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`."""
+    last = len(data.labels) - 1
+    slider = widgets.IntSlider(
+        value=index, min=0, max=last, description="image", continuous_update=False
+    )
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")
+    # PNGs in an HTML widget rather than an Output widget (which can stall papermill), so that
+    # saved notebooks show them
     picture = widgets.HTML()
 
     def draw(change: Any = None) -> None:
         view = feature_map_view(model, data, normalization, slider.value, menu.value)
-        image = figure_html(show_images(view.image[None], [view.label], size=1.5),
-                            f"test image: {view.label}")
-        maps = figure_html(show_feature_maps(view.maps, title=view.caption), view.caption)
-        picture.value = image + maps
+        image = show_images(view.image[None], [view.label], size=1.5)
+        maps = show_feature_maps(view.maps, title=view.caption)
+        alt = f"test image: {view.label}"
+        picture.value = figure_html(image, alt) + figure_html(maps, view.caption)
 
-    slider.observe(draw, names="value")
-    menu.observe(draw, names="value")
-    draw()
+    _draw_on_change(draw, slider, menu)
     return widgets.VBox([widgets.HBox([slider, menu]), picture])

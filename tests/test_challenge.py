@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from lenet_course.checkpoint import load_checkpoint
-from lenet_course.cli import build_parser, config_from_args
+from lenet_course.cli import build_parser, config_from_args, model_name
 from lenet_course.config import RECIPES, TrainConfig
 from lenet_course.counting import count_parameters
 from lenet_course.data import augment, load_dataset, normalization_for
@@ -159,11 +159,11 @@ def test_the_challenge_recipe_is_the_modern_one_with_crops_flips_and_40_epochs()
 def test_the_command_line_picks_lenet_bn_for_the_challenge_recipe():
     args = build_parser().parse_args(["train", "--recipe", "challenge"])
     config = config_from_args(args)
-    assert args.model == "lenet-bn" and (config.crop, config.flip, config.test_flip) == (2, True,
-                                                                                        True)
+    assert model_name(args) == "lenet-bn"
+    assert (config.crop, config.flip, config.test_flip) == (2, True, True)
     args = build_parser().parse_args(["train", "--crop", "3", "--flip"])
     config = config_from_args(args)
-    assert args.model == "v1" and (config.crop, config.flip, config.epochs) == (3, True, 12)
+    assert model_name(args) == "v1" and (config.crop, config.flip, config.epochs) == (3, True, 12)
 
 
 @pytest.mark.slow

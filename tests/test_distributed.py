@@ -204,5 +204,5 @@ def test_a_command_that_torchrun_restarts_continues_its_run(tmp_path, monkeypatc
     (tmp_path / "checkpoint.pt").write_bytes(b"saved by the failed attempt")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", restarts)
     args = build_parser().parse_args(["train", "--overwrite", "--out", str(tmp_path)])
-    _check_out(args)
-    assert (args.resume, args.overwrite) == ((True, False) if restarts == "1" else (False, True))
+    _, resume, overwrite = _check_out(args)
+    assert (resume, overwrite) == ((True, False) if restarts == "1" else (False, True))

@@ -13,10 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lenet_course.lenet1998 import SQUASH_A, SQUASH_S, LeNet5_1998, reinitialise_, squash
+from lenet_course.lenet1998 import (
+    SQUASH_A,
+    SQUASH_S,
+    LeNet5_1998,
+    diagonal_hessian,
+    reinitialise_,
+    sdlm_for,
+    squash,
+)
 from lenet_course.models import build_model
 from lenet_course.paper import error_percent, paper_learning_rate
-from lenet_course.sdlm import SDLM, diagonal_hessian, sdlm_for
+from lenet_course.sdlm import SDLM
 
 REPO = Path(__file__).resolve().parent.parent
 

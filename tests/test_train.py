@@ -15,10 +15,10 @@ import torch.nn.functional as F
 import tqdm
 from torch import nn
 
-from lenet_course import graphs
+from lenet_course import graphs, run_state
 from lenet_course import train as train_module
 from lenet_course.checkpoint import HISTORY_COLUMNS, CheckpointError, History, load_checkpoint
-from lenet_course.config import RECIPES, TrainConfig, learning_rate_at
+from lenet_course.config import RECIPES, RunContract, TrainConfig, learning_rate_at
 from lenet_course.data import ImageSet, load_dataset, normalization_for, prepare_images
 from lenet_course.models import build_model
 from lenet_course.train import (
@@ -209,7 +209,7 @@ def test_bad_settings_name_the_value(tiny):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_the_step_a_cuda_graph_records_trains_as_the_plain_loop(tiny, optimizer):
-    """graph_step (what cuda_graphs=True records, run eagerly here on the CPU): the batch gathered
+    """recorded_step (what cuda_graphs=True records, run eagerly on the CPU): the batch gathered
     at the step counter, the rate read from a tensor, loss and correct count written by index,
     gives the plain loop's weights, loss and accuracy (a full and a shorter last batch)."""
     extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
@@ -219,17 +219,19 @@ def test_the_step_a_cuda_graph_records_trains_as_the_plain_loop(tiny, optimizer)
     plain = build_model("v1")
     history = fit(plain, tiny, config)
     seed_everything(0)
-    run = train_module._setup(build_model("v1"), tiny, config, {})
-    g = run.graphed = graphs.Graphed(run)
+    run = run_state.setup(build_model("v1"), tiny, config, {})
+    run.runner = run.model
+    lrs = [run.lr_at(step) for step in range(2 * run.batches.steps)]
+    step = lambda images, labels: train_module.train_step(run, images, labels)  # noqa: E731
+    g = graphs.GraphedSteps(step, run.batches.x, run.batches.y, 200, 0, lrs)
     for group in run.optimizer.param_groups:
         group["lr"] = g.lr  # as capture() does: the optimiser reads its rate from the tensor
     for epoch in range(2):
         g.order.copy_(epoch_permutation(512, 0, epoch))
-        g.step.fill_(epoch * run.steps)
-        for step in range(run.steps):  # batches of 200, 200 and 112
-            run.optimizer.zero_grad(set_to_none=True)
-            graphs.graph_step(run, min(200, 512 - 200 * step))
-    assert g.step.item() == 2 * run.steps == 6
+        g.counter.fill_(epoch * g.steps)
+        for step in range(g.steps):  # batches of 200, 200 and 112
+            g.recorded_step(min(200, 512 - 200 * step))
+    assert g.counter.item() == 2 * g.steps == 6
     assert g.lr.item() == pytest.approx(run.lr_at(5))
     sizes = torch.tensor([200.0, 200.0, 112.0])
     assert float((g.losses * sizes).sum() / 512) == pytest.approx(history.last["train_loss"],
@@ -247,27 +249,31 @@ class FakeGraph:
     recording: FakeGraph | None = None
 
     def replay(self) -> None:
-        run, size, groups = self.step
-        plain, run.optimizer.param_groups = run.optimizer.param_groups, groups
-        run.optimizer.zero_grad(set_to_none=True)  # a recorded backward writes fresh gradients
-        self.graph_step(run, size)
-        run.optimizer.param_groups = plain
+        graphed, size, groups = self.step
+        optimizer = graphed.optimizer
+        plain, optimizer.param_groups = optimizer.param_groups, groups
+        self.recorded_step(graphed, size)
+        optimizer.param_groups = plain
 
 
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """The fast path's CUDA calls stood in for on the CPU, to check its logic here: capture(),
     replay_epoch() and fit()'s use of them.  tests/test_gpu.py checks the real thing."""
-    graph_step = graphs.graph_step
+    recorded_step, capture = graphs.GraphedSteps.recorded_step, graphs.GraphedSteps.capture
 
-    def noting_step(run, size):
+    def noting_step(graphed, size):
         if FakeGraph.recording is not None:
-            FakeGraph.recording.step = (run, size, run.optimizer.param_groups)
-        graph_step(run, size)
+            FakeGraph.recording.step = (graphed, size, graphed.optimizer.param_groups)
+        recorded_step(graphed, size)
+
+    def noting_capture(graphed, model, optimizer):
+        graphed.optimizer = optimizer  # what a replay steps with
+        capture(graphed, model, optimizer)
 
     @contextlib.contextmanager
     def graph(fake):
-        FakeGraph.recording, fake.graph_step = fake, graph_step
+        FakeGraph.recording, fake.recorded_step = fake, recorded_step
         yield
         FakeGraph.recording = None
 
@@ -275,8 +281,9 @@ def fake_cuda(monkeypatch):
         def wait_stream(self, other):
             pass
 
-    monkeypatch.setattr(graphs, "graph_step", noting_step)
-    monkeypatch.setattr(train_module, "check_settings", lambda model, config: torch.device("cpu"))
+    monkeypatch.setattr(graphs.GraphedSteps, "recorded_step", noting_step)
+    monkeypatch.setattr(graphs.GraphedSteps, "capture", noting_capture)
+    monkeypatch.setattr(run_state, "check_settings", lambda model, config: torch.device("cpu"))
     for name, value in (("CUDAGraph", FakeGraph), ("graph", graph), ("Stream", Stream),
                         ("current_stream", Stream), ("stream", lambda s: contextlib.nullcontext())):
         monkeypatch.setattr(torch.cuda, name, value)
@@ -467,6 +474,32 @@ def test_resume_refuses_other_training_data_and_a_damaged_state(fashion, tmp_pat
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="is damaged: its saved state cannot be restored"):
         fit(small_mlp(), first, settings, checkpoint=path, resume=True)
+
+
+def test_the_resume_contract_is_what_a_checkpoint_records(tiny, tmp_path):
+    """RunContract: built once by setup, recorded flat in the checkpoint's train_config (so
+    checkpoints written before it existed still load), and epochs count only with a schedule."""
+    path = tmp_path / "checkpoint.pt"
+    seed_everything(0)
+    model = build_model("v1")
+    history = fit(model, tiny, QUIET.replace(epochs=1, lr=0.05), checkpoint=path)
+    saved = RunContract.of(load_checkpoint(path)["train_config"])
+    assert saved.model == model.config and saved.train_size == 512 and saved.epochs is None
+    assert saved.train_data == history.config["train_data"]
+    assert dataclasses.replace(saved, lr=0.05).refusal(saved) is None
+    assert "use the same --lr" in dataclasses.replace(saved, lr=0.1).refusal(saved)
+    # with a schedule the rate of every step depends on the epochs: they are part of the contract
+    scheduled = dataclasses.replace(saved, schedule="cosine", epochs=3)
+    assert "epochs=3 but this run has epochs=4" in dataclasses.replace(
+        scheduled, epochs=4).refusal(scheduled)  # fmt: skip
+    # a checkpoint without a contract entry loads for evaluate and predict, but does not resume
+    state = torch.load(path, weights_only=True)
+    del state["train_config"]["train_data"]
+    torch.save(state, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    with pytest.raises(ValueError, match="trained with train_data=None but this run has train_da"):
+        fit(build_model("v1"), tiny, QUIET.replace(epochs=2, lr=0.05), checkpoint=path,
+            resume=True)  # fmt: skip
 
 
 # --- plots ---------------------------------------------------------------------------------------
