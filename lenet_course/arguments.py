@@ -1,7 +1,6 @@
-"""Argument checks, so that the modules that teach read like their ideas.  For :mod:`arithmetic`
-and :mod:`counting`: wherever PyTorch refuses a layer's settings, the error names the value and
-what would be valid (notebook 02's explorers show it): a TypeError for a wrong type, else
-ValueError.  For :mod:`cli`: number types whose errors are one line, and a parser that says so."""
+"""Argument checks, so that the modules that teach read like their ideas. For :mod:`arithmetic` and
+:mod:`counting`, errors name the value PyTorch refuses and what would be valid (a TypeError for a
+wrong type); for :mod:`cli`, number types and a parser whose errors are one line."""
 
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ class Axis:
 
     @property
     def span(self) -> int:  # as arithmetic.span, which this module comes before
-        check_span(self.kernel_size, self.dilation)
         return self.dilation * (self.kernel_size - 1) + 1
 
     def error(self, argument: str, why: str) -> ValueError:
@@ -49,23 +47,16 @@ def check_conv(
     size: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any
 ) -> tuple[list[Axis], bool]:
     if isinstance(padding, str) and padding not in ("valid", "same"):
-        raise ValueError(
-            f"padding={padding!r} is not a padding PyTorch knows; use 'valid', "
-            "'same' or an int >= 0 (or a pair of them)"
-        )
+        raise ValueError(f"padding={padding!r} is unknown; use 'valid', 'same' or an int >= 0")
     same = padding == "same"
     pixels = 0 if isinstance(padding, str) else padding  # the axes count "same" padding as 0
-    axes, as_pair = _per_axis(
-        size=size, kernel_size=kernel_size, stride=stride, padding=pixels, dilation=dilation
-    )
+    axes, as_pair = _per_axis(size, kernel_size, stride, pixels, dilation)
+    for axis in axes:
+        _check_window(axis, fit=not same)  # "same" pads just enough
     if same and any(axis.stride != 1 for axis in axes):
         half = [(axis.span - 1) // 2 for axis in axes]
-        raise ValueError(
-            f"padding='same' needs stride=1, but stride={stride!r}; give an int "
-            f"padding instead, e.g. padding={tuple(half) if as_pair else half[0]}"
-        )
-    for axis in axes:
-        _check_window(axis, same=same)
+        fix = f"an int padding, e.g. padding={tuple(half) if as_pair else half[0]}"
+        raise ValueError(f"padding='same' needs stride=1, not stride={stride!r}; use {fix}")
     return axes, as_pair
 
 
@@ -75,13 +66,8 @@ def check_pool(
     if not isinstance(ceil_mode, bool):  # PyTorch refuses it too; "no" would round up
         raise TypeError(f"ceil_mode={ceil_mode!r} is not a bool; use ceil_mode=True or False")
     if isinstance(padding, str):
-        raise ValueError(
-            f"padding={padding!r}: pooling takes no 'same' or 'valid' (those are for "
-            "convolutions); give an int or a pair between 0 and kernel_size // 2"
-        )
-    axes, as_pair = _per_axis(
-        size=size, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation
-    )
+        raise ValueError(f"padding={padding!r} is for convolutions; pooling takes an int or a pair")
+    axes, as_pair = _per_axis(size, kernel_size, stride, padding, dilation)
     for axis in axes:
         _check_window(axis, pool=True, ceil_mode=ceil_mode)
     return axes, as_pair
@@ -90,16 +76,9 @@ def check_pool(
 def check_conv_transpose(
     size: Any, kernel_size: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any
 ) -> tuple[list[Axis], bool]:
-    axes, as_pair = _per_axis(
-        size=size,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=dilation,
-    )
+    axes, as_pair = _per_axis(size, kernel_size, stride, padding, dilation, output_padding)
     for axis in axes:
-        _check_window(axis, same=True)  # no window has to fit: each pixel spreads over one
+        _check_window(axis, fit=False)  # each input pixel spreads over one window
         # output_padding picks one of the sizes that Conv2d's floor maps to one: fewer than stride
         largest = max(axis.stride, axis.dilation)
         if not 0 <= axis.output_padding < largest:
@@ -112,16 +91,18 @@ def check_conv_transpose(
     return axes, as_pair
 
 
-def _per_axis(**arguments: Any) -> tuple[list[Axis], bool]:
-    """The arguments along height and along width, and whether any was a pair (height, width)."""
-    pairs = frozenset(name for name, v in arguments.items() if isinstance(v, (tuple, list)))
+_SETTINGS = ("size", "kernel_size", "stride", "padding", "dilation", "output_padding")
+
+
+def _per_axis(*values: Any) -> tuple[list[Axis], bool]:
+    """The settings, in the order of _SETTINGS, along height and along width."""
+    settings = dict(zip(_SETTINGS, values, strict=False))  # output_padding: transposed only
+    pairs = frozenset(name for name, v in settings.items() if isinstance(v, (tuple, list)))
     height, width = {}, {}
-    for name, value in arguments.items():
+    for name, value in settings.items():
         both = tuple(value) if name in pairs else (value, value)
         if len(both) != 2:
-            raise ValueError(
-                f"{name}={both!r} has {len(both)} values; give one int or a pair (height, width)"
-            )
+            raise ValueError(f"{name}={both!r} has {len(both)} values; give an int or a pair")
         if any(isinstance(v, bool) or not hasattr(v, "__index__") for v in both):
             raise TypeError(f"{name}={value!r} is not an int or a pair of ints")
         height[name], width[name] = operator.index(both[0]), operator.index(both[1])
@@ -129,7 +110,7 @@ def _per_axis(**arguments: Any) -> tuple[list[Axis], bool]:
 
 
 def _check_window(
-    axis: Axis, pool: bool = False, ceil_mode: bool = False, same: bool = False
+    axis: Axis, pool: bool = False, ceil_mode: bool = False, fit: bool = True
 ) -> None:
     """Refuse what PyTorch refuses along one axis of a convolution or a pooling."""
     for argument in ("size", "kernel_size", "stride", "dilation"):
@@ -144,22 +125,18 @@ def _check_window(
         raise axis.error("padding", why)
     padded = axis.size + 2 * padding
     room = padded + (axis.stride - 1 if ceil_mode else 0)  # ceil_mode lets the last window overhang
-    if same or axis.span <= room:  # "same" pads just enough
+    if not fit or axis.span <= room:
         return
-    window = f"{kernel} pixels"
-    if axis.dilation > 1:
-        window = f"{axis.span} pixels (kernel {kernel}, dilation {axis.dilation})"
-    where = f"{padded} pixel{'s' if padded > 1 else ''}"
-    where += f" (size {axis.size} and padding {padding} on each side)"
-    if ceil_mode:
-        where += " even with ceil_mode=True"
-    why = f"is a window of {window}, which does not fit in the padded input of {where}"
+    dilated = f" (kernel {kernel}, dilation {axis.dilation})" if axis.dilation > 1 else ""
+    pixels = f"{padded} pixel{'s' if padded > 1 else ''}"
+    overhang = " even with ceil_mode=True" if ceil_mode else ""
+    where = f"the padded input of {pixels} (size {axis.size} and padding {padding} on each side)"
+    why = f"is a window of {axis.span} pixels{dilated}, which does not fit in {where}{overhang}"
     raise axis.error("kernel_size", f"{why}; use {_fixes(axis, room, pool, ceil_mode)}")
 
 
 def _fixes(axis: Axis, room: int, pool: bool, ceil_mode: bool) -> str:
-    """Each value that alone makes the window fit in ``room`` (padded size, + stride - 1 if
-    ceil_mode), as "a, b or c"."""
+    """Each value that alone makes the window fit in ``room``, as "a, b or c"."""
     kernel, dilation = axis.kernel_size, axis.dilation
     padding = axis.padding - (room - axis.span) // 2  # the least padding that fits the window
     largest_kernel = (room - 1) // dilation + 1
@@ -199,11 +176,10 @@ def check_counts(bias: Any = True, **values: Any) -> None:
         low = 1 if name in _POSITIVE else 0
         if min(both) < low:
             raise ValueError(f"{name}={value!r} is too small; use {name} >= {low}")
-        if name == "groups" and (values["in_channels"] % value or values["out_channels"] % value):
-            raise ValueError(
-                f"groups={value} must divide both in_channels={values['in_channels']} "
-                f"and out_channels={values['out_channels']}"
-            )
+    # a grouped convolution splits both its inputs and its outputs into groups
+    cin, cout, groups = (values.get(name, 1) for name in ("in_channels", "out_channels", "groups"))
+    if cin % groups or cout % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={cin} and out_channels={cout}")
 
 
 def check_shapes_known(model: Any) -> None:
@@ -212,10 +188,8 @@ def check_shapes_known(model: Any) -> None:
 
     for name, parameter in model.named_parameters():
         if isinstance(parameter, UninitializedParameter):
-            raise ValueError(
-                f"parameter {name!r} of a lazy layer has no shape yet; run one "
-                "forward pass first, e.g. trace_shapes(model, (1, 1, 28, 28))"
-            )
+            why = "run one forward pass first, e.g. trace_shapes(model, (1, 1, 28, 28))"
+            raise ValueError(f"parameter {name!r} of a lazy layer has no shape yet; {why}")
 
 
 # --- the command line's arguments ------------------------------------------------------------

@@ -1,9 +1,6 @@
-"""Convolution arithmetic: how big a layer's output is, and what one output unit sees.
-
-Along one side, ``out = (size + 2*padding - span) // stride + 1``, where a window spans
-``dilation * (kernel_size - 1) + 1`` pixels. Sizes match PyTorch's (property tests check), and
-so do refusals: each function first checks its arguments (:mod:`arguments`), with errors that name
-a fix for the explorer to show. No torch: the widgets start fast."""
+"""Convolution arithmetic: how big a layer's output is, and what one output unit sees. Sizes and
+refusals match PyTorch's (property tests check; :mod:`arguments` words the errors). No torch
+here: the widgets start fast."""
 
 from __future__ import annotations
 
@@ -33,17 +30,14 @@ def conv2d_output_size(
     padding: IntOrPair | str = 0,
     dilation: IntOrPair = 1,
 ) -> IntOrPair:
-    """The output height and width of ``nn.Conv2d`` on an input of ``size``. Arguments are ints
-    or pairs ``(height, width)`` (the result is an int when all are ints); ``padding`` may also
-    be ``"valid"`` (none) or ``"same"`` (keep the size; stride 1 only)."""
+    """The output height and width of ``nn.Conv2d``: an int when every argument is an int, else a
+    pair. ``padding`` may also be ``"valid"`` (none) or ``"same"`` (keep the size; stride 1)."""
     axes, as_pair = check_conv(size, kernel_size, stride, padding, dilation)
-    out = []
-    for axis in axes:
-        window = span(axis.kernel_size, axis.dilation)
-        # floor((size + 2*padding - span) / stride) + 1: how many windows fit
-        fit = (axis.size + 2 * axis.padding - window) // axis.stride + 1
-        out.append(axis.size if padding == "same" else fit)  # "same" pads to keep the size
-    return (out[0], out[1]) if as_pair else out[0]
+    if padding == "same":  # pads just enough to keep the size
+        out = [axis.size for axis in axes]
+    else:  # how many windows fit: floor((size + 2*padding - span) / stride) + 1
+        out = [(axis.size + 2 * axis.padding - axis.span) // axis.stride + 1 for axis in axes]
+    return tuple(out) if as_pair else out[0]
 
 
 def pool2d_output_size(
@@ -54,21 +48,20 @@ def pool2d_output_size(
     dilation: IntOrPair = 1,
     ceil_mode: bool = False,
 ) -> IntOrPair:
-    """The output height and width of ``nn.MaxPool2d`` (and ``nn.AvgPool2d``: dilation 1).
-    ``stride`` defaults to ``kernel_size``, as in PyTorch. ``ceil_mode=True`` rounds up, so a
-    last window may hang over the edge, as long as it starts inside the input or left padding."""
-    stride = kernel_size if stride is None else stride
+    """The output height and width of ``nn.MaxPool2d`` and ``nn.AvgPool2d`` (dilation 1).
+    ``ceil_mode=True`` rounds up: a last window may overhang but not start in the right padding."""
+    stride = kernel_size if stride is None else stride  # as in PyTorch
     axes, as_pair = check_pool(size, kernel_size, stride, padding, dilation, ceil_mode)
     out = []
     for axis in axes:
-        room = axis.size + 2 * axis.padding - span(axis.kernel_size, axis.dilation)
+        room = axis.size + 2 * axis.padding - axis.span
         # floor(room / stride) + 1 as for a convolution, or ceil(room / stride) + 1 with ceil_mode
         fit = (room + (axis.stride - 1 if ceil_mode else 0)) // axis.stride + 1
         # ceil_mode drops a last window that would start in the right padding
         if ceil_mode and (fit - 1) * axis.stride >= axis.size + axis.padding:
             fit -= 1
         out.append(fit)
-    return (out[0], out[1]) if as_pair else out[0]
+    return tuple(out) if as_pair else out[0]
 
 
 def conv_transpose2d_output_size(
@@ -83,12 +76,12 @@ def conv_transpose2d_output_size(
     same settings makes ``size`` (``output_padding`` picks which, as its floor forgets)."""
     settings = (size, kernel_size, stride, padding, output_padding, dilation)
     axes, as_pair = check_conv_transpose(*settings)
-    out = []
-    for axis in axes:
-        window = span(axis.kernel_size, axis.dilation)
-        # (size - 1)*stride - 2*padding + span + output_padding: Conv2d's formula, solved for size
-        out.append((axis.size - 1) * axis.stride - 2 * axis.padding + window + axis.output_padding)
-    return (out[0], out[1]) if as_pair else out[0]
+    # Conv2d's formula solved for its input size
+    out = [
+        (axis.size - 1) * axis.stride - 2 * axis.padding + axis.span + axis.output_padding
+        for axis in axes
+    ]
+    return tuple(out) if as_pair else out[0]
 
 
 # --- receptive field and jump --------------------------------------------------------------------
@@ -118,9 +111,7 @@ class ReceptiveField:
     start: float  # the first unit's centre: 0 is the first pixel, negative is in the padding
 
 
-def receptive_fields(
-    layers: Iterable[Window | tuple[int, ...]] | nn.Module,
-) -> list[ReceptiveField]:
+def receptive_fields(layers: Iterable[Window | tuple] | nn.Module) -> list[ReceptiveField]:
     """The receptive field after each layer: it widens by ``(span - 1) * jump``, and the jump
     grows by the stride. ``layers``: windows, tuples of their fields, or a model."""
     if hasattr(layers, "named_modules"):  # an nn.Module (nn.Sequential is iterable, too)
@@ -186,12 +177,10 @@ class ExplorerState:
         return self.size + 2 * self.padding
 
     @property
-    def starts(self) -> tuple[int, ...]:
-        """Where each window starts (its first tap), along one axis."""
+    def starts(self) -> tuple[int, ...]:  # where each window's first tap is
         return tuple(i * self.stride for i in range(self.output or 0))
 
-    def taps(self, start: int) -> tuple[int, ...]:
-        """The pixels a window starting at ``start`` reads along one axis (holes skipped)."""
+    def taps(self, start: int) -> tuple[int, ...]:  # the pixels a window reads, holes skipped
         return tuple(start + j * self.dilation for j in range(self.kernel_size))
 
     @property
@@ -200,8 +189,7 @@ class ExplorerState:
         return f"output size: {size}"
 
     @property
-    def formula(self) -> str:
-        """The output-size formula with this state's numbers filled in."""
+    def formula(self) -> str:  # the output-size formula with these numbers
         top = f"{self.size} + 2*{self.padding} - {self.dilation}*({self.kernel_size} - 1) - 1"
         rounding, up = ("ceil", self.stride - 1) if self.ceil_mode else ("floor", 0)
         value = (self.padded - self.span + up) // self.stride + 1
@@ -215,7 +203,9 @@ def explore_conv(
     size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
 ) -> ExplorerState:
     """The explorer's state for ``nn.Conv2d``; an impossible configuration carries its error."""
-    return _explore("conv", conv2d_output_size, size, kernel_size, stride, padding, dilation)
+    settings = (size, kernel_size, stride, padding, dilation)
+    output, error = _attempt(conv2d_output_size, *settings)
+    return ExplorerState("conv", *settings, ceil_mode=False, output=output, error=error)
 
 
 def explore_pool(
@@ -228,15 +218,14 @@ def explore_pool(
 ) -> ExplorerState:
     """The explorer's state for ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``)."""
     stride = kernel_size if stride is None else stride
-    return _explore(
-        "pool", pool2d_output_size, size, kernel_size, stride, padding, dilation, ceil_mode
-    )
+    settings = (size, kernel_size, stride, padding, dilation, ceil_mode)
+    output, error = _attempt(pool2d_output_size, *settings)
+    return ExplorerState("pool", *settings, output=output, error=error)
 
 
-def _explore(kind: str, output_size: Any, *configuration: Any) -> ExplorerState:
+def _attempt(output_size: Any, *settings: Any) -> tuple[int | None, str | None]:
+    """The output size, or None and PyTorch's objection in words."""
     try:
-        output, error = output_size(*configuration), None
-    except ValueError as exception:
-        output, error = None, str(exception)
-    ceil_mode = configuration[5] if kind == "pool" else False
-    return ExplorerState(kind, *configuration[:5], ceil_mode, output, error)
+        return output_size(*settings), None
+    except ValueError as error:
+        return None, str(error)

@@ -13,9 +13,8 @@ from typing import Any
 
 
 def canonical(answer: Any) -> str:
-    """One text per answer: whole numbers exact, other real numbers (fractions, numpy scalars,
-    one-element tensors) to 4 significant digits, text lower-case with single spaces, lists and
-    tuples element by element (tensors as lists)."""
+    """One text per answer: whole numbers exact, other numbers (one-element tensors too) to 4
+    significant digits, text lower-case with single spaces, lists and tuples item by item."""
     if hasattr(answer, "tolist"):
         # a tensor or an array, as nested lists; one element stands for its number
         answer = answer.tolist()

@@ -21,30 +21,14 @@ from torch import nn
 from lenet_course.models import build_model
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
-CHECKPOINT_KEYS = (
-    "format",
-    "model",
-    "state_dict",
-    "optimizer",
-    "epoch",
-    "history",
-    "class_names",
-    "dataset",
-    "normalization",
-    "train_config",
-)
+#: A checkpoint's entries: the model and what its input and output mean, then its training state.
+CHECKPOINT_KEYS = ("format", "model", "state_dict", "class_names", "dataset", "normalization")
+CHECKPOINT_KEYS += ("optimizer", "epoch", "history", "train_config")
 PathLike = str | os.PathLike[str]
 RUN_FILES = ("checkpoint.pt", "metrics.json", "history.csv")  # what a run leaves in its folder
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "validation_accuracy",
-    "test_accuracy",
-    "lr",
-    "seconds",
-    "examples_per_second",
-)
+#: A History's columns: each epoch's results (None for a set not evaluated), then its pace.
+_RESULTS = ("train_loss", "train_accuracy", "validation_accuracy", "test_accuracy")
+HISTORY_COLUMNS = ("epoch", *_RESULTS, "lr", "seconds", "examples_per_second")
 
 
 @dataclass
@@ -94,11 +78,9 @@ class History:
         if not self.epochs:
             return "History(no epochs)"
         last, test = self.last, self.last["test_accuracy"]
+        train = f"train loss {last['train_loss']:.4f}, train accuracy {last['train_accuracy']:.4f}"
         shown = f", test accuracy {test:.4f}" if test is not None else ""
-        return (
-            f"History({len(self)} epochs: train loss {last['train_loss']:.4f}, train accuracy "
-            f"{last['train_accuracy']:.4f}{shown}, {self.seconds:.1f} s)"
-        )
+        return f"History({len(self)} epochs: {train}{shown}, {self.seconds:.1f} s)"
 
 
 class CheckpointError(ValueError):
@@ -134,6 +116,7 @@ def save_checkpoint(
 ) -> None:
     """Write the state after ``len(history)`` epochs; ``model.config`` says how to rebuild it."""
     config = getattr(model, "config", None)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": dict(config) if config is not None else None,
@@ -145,10 +128,7 @@ def save_checkpoint(
         "dataset": dataset,
         "normalization": dict(normalization),
         "train_config": dict(train_config),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        },
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda},
     }
     torch.save(state, buffer := io.BytesIO())
     atomic_write(path, buffer.getvalue())
@@ -167,10 +147,8 @@ def _read(path: Path) -> Any:
                 f"{path} holds pickled objects, which a safe (weights_only) load refuses: "
                 "written with torch.save(model)? Save a state_dict (save_checkpoint)"
             ) from error
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): "
-            f"{type(error).__name__}: {reason[:200]}"
-        ) from error
+        why = f"(truncated or corrupt?): {type(error).__name__}: {reason[:200]}"
+        raise CheckpointError(f"{path} is not a readable checkpoint {why}") from error
 
 
 def _valid_normalization(v: Any) -> bool:
@@ -202,30 +180,21 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
             raise CheckpointError(f"{path} is a folder; pass the checkpoint.pt file inside it")
         if path.exists():
             raise CheckpointError(f"{path} is not a regular file (a FIFO?); pass a checkpoint.pt")
-        raise CheckpointError(
-            f"no checkpoint at {path}; train one with `python -m lenet_course train --out DIR`, "
-            "which writes DIR/checkpoint.pt"
-        )
+        raise CheckpointError(f"no checkpoint at {path}; `python -m lenet_course train` writes one")
     state = _read(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(
-            f"{path} is not a lenet_course checkpoint: format {found!r}, "
-            f"expected {CHECKPOINT_FORMAT!r}"
-        )
+        raise CheckpointError(f"{path} is not a lenet_course checkpoint (format {found!r})")
     if missing := [key for key in CHECKPOINT_KEYS if key not in state]:
         raise CheckpointError(f"{path} is an incomplete checkpoint: it lacks {missing}")
-    if damaged := [key for key, valid in VALID.items() if not valid(state[key])]:
-        raise CheckpointError(
-            f"{path} is damaged: its {damaged[0]!r} is "
-            f"{state[damaged[0]]!r:.60}; train again or use an intact copy"
-        )
-    weights = state["state_dict"]
-    if bad := [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]:
-        raise CheckpointError(
-            f"{path} holds NaN or infinite weights ({bad[0]}), as a diverged "
-            "run leaves them; train again with a lower learning rate"
-        )
+    for key, valid in VALID.items():
+        if not valid(state[key]):
+            why = f"its {key!r} is {state[key]!r:.60}; train again or use an intact copy"
+            raise CheckpointError(f"{path} is damaged: {why}")
+    for name, weight in state["state_dict"].items():
+        if weight.is_floating_point() and not weight.isfinite().all():
+            why = "as a diverged run leaves them; train again with a lower learning rate"
+            raise CheckpointError(f"{path} holds NaN or infinite weights ({name}), {why}")
     return state
 
 
@@ -249,8 +218,7 @@ def _misfits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Iterat
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Raise :class:`CheckpointError` naming the first layer whose weights do not fit ``model``."""
-    problem = next(_misfits(model, state_dict), None)
-    if problem is not None:
+    if problem := next(_misfits(model, state_dict), None):
         name = getattr(model, "config", {}).get("name", type(model).__name__)
         raise CheckpointError(f"the checkpoint does not fit model {name!r}: {problem}")
 
@@ -260,9 +228,8 @@ def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module
     state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
     if not (config := state.get("model")):
         raise CheckpointError(
-            "the checkpoint holds the weights of a model that is not one of the "
-            "course's (it has no model config); build that model yourself and "
-            "call model.load_state_dict(checkpoint['state_dict'])"
+            "the checkpoint's model is not one of the course's (it has no config): build it "
+            "yourself, then call model.load_state_dict(checkpoint['state_dict'])"
         )
     try:
         model = build_model(**config)
@@ -282,12 +249,10 @@ def save_run_files(
         "dataset": dataset,
         "model": getattr(model, "config", None) or type(model).__name__,
         "epochs": len(history),
-        **{k: history.last[k] for k in HISTORY_COLUMNS[1:5]},
+        **{k: history.last[k] for k in _RESULTS},
         "examples_per_second": history.examples_per_second,
         "seconds": history.seconds,
-        "device": config.get("device"),
-        "threads": config.get("threads"),
-        "train_size": config.get("train_size"),
+        **{k: config.get(k) for k in ("device", "threads", "train_size")},
         "test_size": test_size,
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,

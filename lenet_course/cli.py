@@ -50,19 +50,14 @@ from lenet_course.train import (
 )
 
 DEVICES = ("auto", "cpu", "cuda")
+ROOT_HELP = "data root (default: $LENET_COURSE_DATA, else data/)"
+CHECKPOINT_HELP = "checkpoint.pt written by `train`"
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        choices=[*sorted(DATASETS), "all"],
-        default="all",
-        help="which data set to check or download (default: all)",
-    )
-    parser.add_argument("--root", help="data root (default: $LENET_COURSE_DATA, else data/)")
-    parser.add_argument(
-        "--no-download", action="store_true", help="only check; never download missing files"
-    )
+    parser.add_argument("--dataset", choices=[*DATASETS, "all"], default="all", help="default: all")
+    parser.add_argument("--root", help=ROOT_HELP)
+    parser.add_argument("--no-download", action="store_true", help="only check; never download")
 
 
 def _run_data(args: argparse.Namespace) -> int:
@@ -73,22 +68,14 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="checkpoint.pt written by `train`"
-    )
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... image files")
-    parser.add_argument(
-        "--top-k", type=number(int, 1), default=3, metavar="K", help="classes shown (default: 3)"
-    )
+    parser.add_argument("--top-k", type=number(int, 1), default=3, metavar="K", help="default: 3")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     parser.add_argument(
-        "--no-invert",
-        action="store_true",
-        help="never invert (default: invert pictures whose border is light)",
+        "--no-invert", action="store_true", help="do not invert pictures whose border is light"
     )
-    parser.add_argument(
-        "--device", choices=DEVICES, default="cpu", help="where the model runs (default: cpu)"
-    )
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="default: cpu")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -97,40 +84,26 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.top_k > (classes := len(checkpoint["class_names"])):
         args.parser.error(f"--top-k {args.top_k}: the model has {classes} classes")
     invert = False if args.no_invert else None  # None: invert pictures whose border is light
-    predictions = predict_files(
-        checkpoint, args.images, top_k=args.top_k, model=model, invert=invert
-    )
-    for p in predictions:  # a file with NaN probabilities has an error: --json stays JSON
+    results = predict_files(checkpoint, args.images, top_k=args.top_k, model=model, invert=invert)
+    for p in results:  # a file with NaN probabilities has an error: --json stays JSON
         if p.error is not None:
             print(f"error: {p.error}", file=sys.stderr)
         elif not args.json:
             print(p)
     if args.json:
-        print(json.dumps([p.to_json() for p in predictions], indent=2, allow_nan=False))
-    return 1 if any(p.error is not None for p in predictions) else 0
+        print(json.dumps([p.to_json() for p in results], indent=2, allow_nan=False))
+    return 1 if any(p.error is not None for p in results) else 0
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of both ``train`` and ``evaluate``: where, with how many threads, on what."""
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="where to run (default: auto = cuda if available, else cpu)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=number(int, 1, 1025),
-        metavar="N",
-        help="CPU threads (default: 1 on machines with <= 2 cores, else torch's)",
-    )
-    parser.add_argument("--root", help="data root (default: $LENET_COURSE_DATA, else data/)")
-    parser.add_argument(
-        "--test-subset",
-        type=number(int, 1),
-        metavar="N",
-        help="use N test images drawn with --seed (for quick runs)",
-    )
+    auto = "default: auto = cuda if available, else cpu"
+    parser.add_argument("--device", choices=DEVICES, default="auto", help=auto)
+    threads = "CPU threads (default: 1 on machines with <= 2 cores, else torch's)"
+    parser.add_argument("--threads", type=number(int, 1, 1025), metavar="N", help=threads)
+    parser.add_argument("--root", help=ROOT_HELP)
+    subset = "N test images drawn with --seed (for quick runs)"
+    parser.add_argument("--test-subset", type=number(int, 1), metavar="N", help=subset)
 
 
 def _recipe_help(field: str, text: str) -> str:
@@ -167,51 +140,26 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", choices=list(DATASETS), default="fashion-mnist", help="default: fashion-mnist"
     )
-    parser.add_argument(
-        "--model", choices=MODEL_NAMES, help="default: v1; lenet-bn for --recipe challenge"
-    )
+    parser.add_argument("--model", choices=MODEL_NAMES, help="default: v1; lenet-bn for challenge")
     parser.add_argument("--activation", choices=ACTIVATIONS, help="for v1/v2/v3/classic")
     parser.add_argument("--pooling", choices=POOLINGS, help="for v1/v2/v3/classic")
-    parser.add_argument(
-        "--recipe",
-        choices=sorted(RECIPES),
-        help="the settings the flags below change (default: modern; "
-        "lenet5-1998 for --model lenet5-1998)",
-    )
+    recipe = "default: modern; lenet5-1998 for --model lenet5-1998"
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help=recipe)
     _add_recipe_settings(parser)
-    parser.add_argument(
-        "--validation",
-        default=0,
-        metavar="N|F",
-        type=_count_or_fraction,
-        help="hold out N training images, or a fraction F (default: 0)",
-    )
-    parser.add_argument(
-        "--train-subset",
-        type=number(int, 1),
-        metavar="N",
-        help="train on N images drawn with --seed (for quick runs)",
-    )
+    held_out = "training images held out: a count, or a fraction like 0.1 (default: 0)"
+    parser.add_argument("--validation", default=0, type=_count_or_fraction, help=held_out)
+    subset = "N training images drawn with --seed (for quick runs)"
+    parser.add_argument("--train-subset", type=number(int, 1), metavar="N", help=subset)
     _add_run_arguments(parser)
-    parser.add_argument(
-        "--out",
-        default="runs/train",
-        metavar="DIR",
-        help="folder for metrics.json, history.csv, checkpoint.pt",
-    )
+    out = "folder for metrics.json, history.csv, checkpoint.pt (default: runs/train)"
+    parser.add_argument("--out", default="runs/train", metavar="DIR", help=out)
     # What to do with a run already in --out: continue it or replace it, not both.
     run = parser.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out (its files go before the first epoch)",
-    )
+    run.add_argument("--overwrite", action="store_true", help="delete the run in --out, then train")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile")
-    parser.add_argument(
-        "--cuda-graphs", action="store_true", help="the whole step as one CUDA graph (CUDA only)"
-    )
+    parser.add_argument("--cuda-graphs", action="store_true", help="each step as one CUDA graph")
     parser.add_argument("--tensorboard", metavar="DIR", help="also log to TensorBoard in DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -227,9 +175,7 @@ def model_name(args: argparse.Namespace) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe, with the flags that were given replacing its settings.
-
-    A flag named after a TrainConfig field sets that field; None (not given) keeps the recipe's."""
+    """The recipe, with each flag given that names a TrainConfig field replacing its setting."""
     recipe = RECIPES[args.recipe or ("lenet5-1998" if args.model == "lenet5-1998" else "modern")]
     settings = {field.name for field in fields(TrainConfig)}
     changes = {k: v for k, v in vars(args).items() if k in settings and v is not None}
@@ -238,32 +184,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     # The recipe's momentum belongs to its SGD: another optimiser drops it (--optimizer's help).
     if changes.get("optimizer", "sgd") != "sgd" and recipe.optimizer == "sgd":
         if "momentum" in changes or changes.get("nesterov"):
-            raise ValueError(
-                f"--momentum/--nesterov apply to sgd, not --optimizer {args.optimizer}"
-            )
+            raise ValueError(f"--momentum and --nesterov apply to sgd, not {args.optimizer}")
         changes.update(momentum=0.0, nesterov=False)
     return recipe.replace(**changes, progress=not args.no_progress)
 
 
 def _check_out(args: argparse.Namespace) -> tuple[Path, bool, bool]:
-    """(out, resume, overwrite): --out, and whether to continue or replace the run it holds.
-
-    Refuses at once an --out we cannot write, or one holding a run that the flags do not name."""
+    """(out, resume, overwrite), refusing an unwritable --out or one whose run no flag names."""
     out = Path(args.out)
     there = next(p for p in (out, *out.parents) if p.exists())  # out, or its nearest parent
     if not (there.is_dir() and os.access(there, os.W_OK | os.X_OK)):
         why = "cannot be written" if there.is_dir() else "is not a folder"
         args.parser.error(f"--out {out}: {there} {why}; pass a folder you may write to")
     held = [name for name in RUN_FILES if (out / name).exists()]
-    # torchrun restarts a failed group with the same command line: each rank continues the run
-    # the failed attempt saved (--overwrite would delete it).
+    # torchrun restarts a failed group with the same flags: resume what it saved, never delete it.
     resume = args.resume or (distributed.restarted() and RUN_FILES[0] in held)
     overwrite = args.overwrite and not resume
     if held and not (resume or overwrite):
-        args.parser.error(
-            f"--out {out} already holds a run ({', '.join(held)}); pass --resume "
-            "to continue it, --overwrite to replace it, or another --out"
-        )
+        fix = "pass --resume to continue it, --overwrite to replace it, or another --out"
+        args.parser.error(f"--out {out} already holds a run ({', '.join(held)}); {fix}")
     if resume and RUN_FILES[0] not in held:
         args.parser.error(f"--resume: no checkpoint at {out / RUN_FILES[0]} to continue")
     return out, resume, overwrite
@@ -353,40 +292,29 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="checkpoint.pt written by `train`"
-    )
-    parser.add_argument(
-        "--dataset", choices=sorted(DATASETS), help="test set to use (default: the checkpoint's)"
-    )
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's")
     parser.add_argument("--batch-size", type=number(int, 1), default=1000, help="default: 1000")
-    parser.add_argument(
-        "--seed", type=number(int, 0), default=0, help="draws --test-subset (default: 0)"
-    )
+    parser.add_argument("--seed", type=number(int, 0), default=0, help="default: 0")
     _add_run_arguments(parser)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     device, checkpoint = resolve_device(args.device), load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint).to(device)
-    dataset = args.dataset or checkpoint["dataset"]
+    trained_on = checkpoint["dataset"]
+    dataset = args.dataset or trained_on
     if dataset is None:
         args.parser.error("the checkpoint names no data set; pass --dataset")
-    if checkpoint["dataset"] not in (None, dataset):
-        args.parser.error(
-            f"--dataset {dataset}: the checkpoint was trained on "
-            f"{checkpoint['dataset']}; evaluate it on that (leave out --dataset)"
-        )
+    if trained_on not in (None, dataset):
+        why = f"the checkpoint was trained on {trained_on}; leave out --dataset"
+        args.parser.error(f"--dataset {dataset}: {why}")
     test = random_subset(load_dataset(dataset, "test", root=args.root), args.test_subset, args.seed)
+    normalization = checkpoint["normalization"]
     flip = bool((checkpoint["train_config"] or {}).get("test_flip"))  # as the run tested
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
         accuracy = evaluate(
-            model,
-            test,
-            checkpoint["normalization"],
-            batch_size=args.batch_size,
-            device=device,
-            flip=flip,
+            model, test, normalization, batch_size=args.batch_size, device=device, flip=flip
         )
     recorded = (checkpoint["history"] or [{}])[-1].get("test_accuracy")
     note = f"; the checkpoint recorded {recorded:.4f}" if recorded is not None else ""
@@ -410,10 +338,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add argu
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m lenet_course`` and its subcommands."""
-    parser = OneLineParser(
-        prog="python -m lenet_course",
-        description="The LeNet course's command line: data, training, evaluation and prediction.",
-    )
+    about = "The LeNet course's command line: data, training, evaluation and prediction."
+    parser = OneLineParser(prog="python -m lenet_course", description=about)
     parser.add_argument("--version", action="version", version=f"lenet_course {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (help_text, add_arguments, _) in COMMANDS.items():

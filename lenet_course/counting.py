@@ -26,13 +26,8 @@ def conv2d_parameters(
     in_channels: int, out_channels: int, kernel_size: IntOrPair, groups: int = 1, bias: bool = True
 ) -> int:
     """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
-    check_counts(
-        bias,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=kernel_size,
-        groups=groups,
-    )
+    check_counts(bias, in_channels=in_channels, out_channels=out_channels, groups=groups)
+    check_counts(kernel_size=kernel_size)
     # each output map has its bias and a kernel over each of its in / groups input maps
     return out_channels * ((in_channels // groups) * _area(kernel_size) + (1 if bias else 0))
 
@@ -199,15 +194,12 @@ def _multiply_adds(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> i
     return None if weighted else 0  # activations, pooling, flatten, dropout: no weighted sums
 
 
-def trace_shapes(
-    model: nn.Module, input_shape: Sequence[int], dtype: Any = None, device: Any = None
-) -> ShapeTrace:
+def trace_shapes(model: nn.Module, input_shape: Sequence[int]) -> ShapeTrace:
     """Run ``model`` once on zeros (eval mode, no gradients), a row per call of a leaf module or of
     one with parameters; shared ones count once. Multiply-adds: whole batch, ``?`` if unknown."""
     first = next(iter(model.parameters()), torch.zeros(()))  # the model's device and dtype
-    dtype = dtype or (first.dtype if first.dtype.is_floating_point else torch.float32)
-    device = first.device if device is None else device
-    x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
+    dtype = first.dtype if first.dtype.is_floating_point else torch.float32
+    x = torch.zeros(tuple(input_shape), dtype=dtype, device=first.device)
     rows, counted = [], set()  # counted: ids of the parameters counted so far
     names = {module: name for name, module in model.named_modules()}
 
@@ -223,9 +215,8 @@ def trace_shapes(
             new_memory = output.untyped_storage().data_ptr() not in shared
         kind, count = type(module).__name__, sum(p.numel() for p in parameters)
         adds = _multiply_adds(module, inputs, output)
-        rows.append(
-            LayerRow(names.get(module) or kind, kind, shape, count, adds, nbytes, new_memory)
-        )
+        name = names.get(module) or kind  # the model itself has no name
+        rows.append(LayerRow(name, kind, shape, count, adds, nbytes, new_memory))
 
     with ExitStack() as hooks, eval_mode(model), torch.no_grad():  # the hooks go when it ends
         for module in model.modules():  # leaves, and modules with parameters of their own

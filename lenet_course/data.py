@@ -46,10 +46,8 @@ class DatasetFormatError(ValueError):
 
 
 def _format_error(path: Path | str | None, problem: str, it: str = "it") -> DatasetFormatError:
-    return DatasetFormatError(
-        f"{path}: {problem}. Delete {it} and run `python -m lenet_course data` to download {it} "
-        f"again, or point {ENV_VAR} at an intact copy."
-    )
+    fix = f"delete {it} and run `python -m lenet_course data`, or point {ENV_VAR} at an intact copy"
+    return DatasetFormatError(f"{path}: {problem}; {fix}")
 
 
 def _refuse_special(path: Path) -> None:
@@ -84,7 +82,6 @@ def canonical_name(name: str) -> str:
 
 
 def raw_folder(name: str, root: PathLike | None = None) -> Path:
-    """The folder that holds the IDX files of ``name`` under the data root."""
     return data_root(root) / DATASETS[canonical_name(name)] / "raw"
 
 
@@ -106,20 +103,18 @@ def missing_files(name: str, root: PathLike | None = None) -> list[str]:
 
 
 def _not_found(name: str, root: Path, reason: str) -> DatasetNotFoundError:
-    missing = missing_files(name, root)
+    missing, folder = missing_files(name, root), raw_folder(name, root)
     return DatasetNotFoundError(
-        f"{name}: {len(missing)} of {len(RAW_FILES)} files missing in {raw_folder(name, root)}: "
-        f"{', '.join(missing)} (looked for each with and without .gz). {' '.join(reason.split())} "
-        f"To fix: run `python -m lenet_course data --dataset {name}` online (torchvision downloads "
-        f"them), or set {ENV_VAR} to a folder holding {DATASETS[name]}/raw/, e.g. ../shared/data."
+        f"{name}: {len(missing)} of {len(RAW_FILES)} files missing in {folder}: "
+        f"{', '.join(missing)} (with or without .gz). {reason} Run `python -m lenet_course data "
+        f"--dataset {name}` online, or set {ENV_VAR} to a folder holding {DATASETS[name]}/raw/."
     )
 
 
 def ensure_dataset(
     name: str, root: PathLike | None = None, download: bool = True, verify: bool = True
 ) -> Path:
-    """The data root, once the IDX files of ``name`` are there (downloaded if ``download``) and,
-    if ``verify``, each .gz that load_dataset will read has torchvision's MD5."""
+    """The data root, once the files of ``name`` are there (downloaded) and checked (``verify``)."""
     name, root_path = canonical_name(name), data_root(root)
     if missing_files(name, root_path):
         if not download:
@@ -147,8 +142,8 @@ def _download(name: str, root: Path) -> None:
         for folder in made:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        reason = f"Downloading them failed: {type(error).__name__}: {error}"
-        raise _not_found(name, root, reason) from error
+        reason = " ".join(f"Downloading them failed: {type(error).__name__}: {error}".split())
+        raise _not_found(name, root, reason) from error  # one line; torchvision's has several
     if missing_files(name, root):
         raise _not_found(name, root, "The download did not produce them.")
 
@@ -166,9 +161,7 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise _format_error(path, f"only {len(data)} bytes, too short for an IDX header")
     kind, ndim, header = data[2], data[3], 4 + 4 * data[3]
     if data[0] or data[1] or kind not in _IDX_DTYPES or not 1 <= ndim <= 4:
-        codes = ", ".join(f"{code:02x}" for code in _IDX_DTYPES)
-        want = f"expected 0x0000TTNN, type TT in {{{codes}}}, 1 <= NN <= 4; is this an IDX file?"
-        raise _format_error(path, f"wrong IDX magic number 0x{data[:4].hex()} ({want})")
+        raise _format_error(path, f"wrong IDX magic number 0x{data[:4].hex()}; not an IDX file?")
     if len(data) < header:
         raise _format_error(path, f"{len(data)} bytes, shorter than its {header}-byte header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
@@ -177,8 +170,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     found = len(data) - header
     if found != expected:
         why = "truncated" if found < expected else f"{found - expected} bytes of trailing data"
-        declared = f"the header declares shape {shape} ({expected} data bytes)"
-        raise _format_error(path, f"{why}: {declared} but the file holds {found}")
+        raise _format_error(path, f"{why}: shape {shape} is {expected} bytes, the file has {found}")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))  # to this machine's
 
@@ -216,7 +208,7 @@ def load_dataset(
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; use 'train' or 'test' (and root=... for the data root)")
     name = canonical_name(name)
-    root_path = ensure_dataset(name, root, download=download, verify=False)  # checked below
+    root_path = ensure_dataset(name, root, download=download, verify=False)  # read_idx checks
     image_path, label_path = (idx_path(name, f"{SPLITS[split]}-{s}", root_path) for s in _STEMS)
     images, labels = read_idx(image_path), read_idx(label_path)  # type: ignore[arg-type]
     want = [(image_path, images, (28, 28), "N x 28 x 28 images"), (label_path, labels, (), "N")]
@@ -225,10 +217,7 @@ def load_dataset(
             problem = f"holds {array.dtype} data of shape {array.shape}; expected uint8 {what}"
             raise _format_error(path, problem)
     if len(images) != len(labels):
-        problem = (
-            f"{len(images)} images in {image_path} but {len(labels)} labels in "
-            f"{label_path}; the two files must hold the same number of examples"
-        )
+        problem = f"{len(images)} images in {image_path} but {len(labels)} labels in {label_path}"
         raise _format_error(f"{name} {split}", problem, "both")
     classes = CLASS_NAMES[name]
     if len(labels) and int(labels.max()) >= len(classes):
@@ -237,20 +226,18 @@ def load_dataset(
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels).long(), classes)
 
 
+def _check_uint8(images: torch.Tensor, what: str = "images") -> None:
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{what} are {images.dtype}; expected uint8 pixel values 0..255")
+
+
 def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images, int64 labels) of an ``ImageSet`` or an ``(images, labels)`` pair."""
     pair = (data.images, data.labels) if hasattr(data, "images") else data
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise TypeError(
-            f"{what} is a {type(data).__name__}; pass an ImageSet from "
-            "lenet_course.data.load_dataset or an (images, labels) pair of tensors"
-        )
+        raise TypeError(f"{what} is a {type(data).__name__}; pass an ImageSet or (images, labels)")
     images, labels = pair
-    if images.dtype != torch.uint8:
-        raise TypeError(
-            f"{what} images are {images.dtype}; fit expects the uint8 images "
-            "(N x 28 x 28) that load_dataset returns, and normalises them itself"
-        )
+    _check_uint8(images, f"{what} images")  # fit normalises them itself
     if len(images) != len(labels) or len(labels) == 0:
         raise ValueError(f"{what} has {len(images)} images and {len(labels)} labels")
     return images, labels.long()
@@ -259,8 +246,7 @@ def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torc
 def split_train_validation(
     data: ImageSet, validation: int | float, seed: int = 0
 ) -> tuple[ImageSet, ImageSet]:
-    """(train, validation) parts of ``data``, drawn on the CPU with ``seed`` (the same on every
-    machine); ``validation`` is a count (int, ``0 <= validation < N``) or a fraction in [0, 1)."""
+    """(train, validation) parts of ``data``; ``validation`` is a count or a fraction in [0, 1)."""
     n = len(data.labels)
     if isinstance(validation, bool) or not isinstance(validation, numbers.Real):
         raise TypeError(f"validation={validation!r}; give a count (int) or a fraction (float)")
@@ -268,10 +254,8 @@ def split_train_validation(
         raise ValueError(f"validation={validation} as a fraction must be in [0, 1)")
     count = int(validation) if isinstance(validation, numbers.Integral) else round(validation * n)
     if not 0 <= count < n:
-        raise ValueError(
-            f"validation={validation} examples out of {n}; use 0 <= validation < {n} "
-            "so that some training examples remain"
-        )
+        raise ValueError(f"validation={validation} examples out of {n}; use 0 <= validation < {n}")
+    # A CPU generator: the same split on every machine.
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return data.subset(order[count:]), data.subset(order[:count])
 
@@ -338,8 +322,7 @@ def check_input(x: torch.Tensor, spec: InputSpec, model_name: str) -> None:
 
 def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of uint8 ``images`` scaled to [0, 1], exact (a histogram)."""
-    if images.dtype != torch.uint8:
-        raise TypeError(f"images are {images.dtype}; expected uint8 pixel values 0..255")
+    _check_uint8(images)
     if images.numel() == 0:
         raise ValueError("no images: cannot compute pixel statistics of an empty set")
     counts = torch.bincount(images.flatten(), minlength=256).double()
@@ -367,8 +350,7 @@ def prepare_images(
     """uint8 images (N x [1 x] 28 x 28) -> the float32 N x C x S x S batch ``input_spec`` wants."""
     if not hasattr(input_spec, "size"):  # a model, say, instead of model.input_spec
         raise TypeError(f"input_spec {input_spec!r} has no .size; pass model.input_spec")
-    if images.dtype != torch.uint8:
-        raise TypeError(f"images are {images.dtype}; expected uint8 pixel values 0..255")
+    _check_uint8(images)
     images = images.unsqueeze(1) if images.ndim == 3 else images
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
         raise ValueError(f"images of shape {tuple(images.shape)}; expected N x [1 x] 28 x 28")

@@ -22,8 +22,15 @@ class GraphedSteps:
     """The training set's steps as CUDA graphs (one per batch size: full, and a shorter last),
     with the device tensors they read and write."""
 
-    def __init__(self, step: Step, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 seed: int, lrs: list[float]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        step: Step,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        lrs: list[float],
+    ) -> None:
         self.step, self.x, self.y, self.batch_size, self.seed = step, x, y, batch_size, seed
         self.steps = -(-len(y) // batch_size)  # one process: every example, a short last batch
         device = y.device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -24,21 +24,25 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def _choose(table: dict, key: str, problem: str) -> Any:
+    """``table[key]``, or a ValueError that says ``problem`` and what to choose from."""
+    if key not in table:
+        raise ValueError(f"{problem}; choose one of {list(table)}")
+    return table[key]
+
+
 def feature_maps(model: nn.Module, inputs: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
     """Outputs of the submodules ``layers`` on ``inputs`` in eval mode (hooks see no ``F.relu``)."""
-    modules = dict(model.named_modules())
-    unknown = [name for name in layers if name not in modules or not name]
-    if unknown:
-        raise ValueError(
-            f"no layer named {unknown[0]!r} in {type(model).__name__}; its layers are"
-            f" {layer_names(model)}"
-        )
+    named = {name: module for name, module in model.named_modules() if name}
+    owner = type(model).__name__
+    # every name is checked before the first hook goes in
+    modules = {name: _choose(named, name, f"no layer named {name!r} in {owner}") for name in layers}
     captured: dict[str, Tensor] = {}
 
     def keep(name: str, module: nn.Module, args: tuple, output: Tensor) -> None:
         captured[name] = output.detach().clone()
 
-    handles = [modules[name].register_forward_hook(partial(keep, name)) for name in layers]
+    handles = [modules[name].register_forward_hook(partial(keep, name)) for name in modules]
     try:
         with eval_mode(model), torch.no_grad():
             model(inputs)
@@ -47,7 +51,7 @@ def feature_maps(model: nn.Module, inputs: Tensor, layers: Sequence[str]) -> dic
         for handle in handles:
             handle.remove()
     missing = [name for name in layers if name not in captured]
-    assert not missing, f"layer {missing[0]!r} did not run in {type(model).__name__}.forward"
+    assert not missing, f"layer {missing[0]!r} did not run in {owner}.forward"
     return {name: captured[name] for name in layers}
 
 
@@ -90,9 +94,8 @@ def stages(model: nn.Module) -> dict[str, Stage]:
             found[c_name], found[s_name] = Stage(act, conv=conv), Stage(pool)
     if len(found) != len(STAGES):
         raise ValueError(
-            f"cannot find C1, S2, C3, S4 in {type(model).__name__}: no two blocks of convolution,"
-            " activation and pooling modules; pick layers yourself for"
-            f" feature_maps(model, inputs, layers) from {layer_names(model)}"
+            f"cannot find C1, S2, C3, S4 in {type(model).__name__} (no two blocks of convolution,"
+            f" activation, pooling); pick layers for feature_maps from {layer_names(model)}"
         )
     return found
 
@@ -100,13 +103,10 @@ def stages(model: nn.Module) -> dict[str, Stage]:
 def stage_maps(model: nn.Module, inputs: Tensor, names=STAGES) -> dict[str, Tensor]:
     """The maps C1, S2, C3, S4 (N x maps x H x W, after the activation) of prepared ``inputs``."""
     where = stages(model)
-    unknown = [name for name in names if name not in where]
-    if unknown:
-        raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(where)}")
-    hooked = feature_maps(model, inputs, sorted({where[name].layer for name in names}))
+    chosen = {name: _choose(where, name, f"unknown stage {name!r}") for name in names}
+    hooked = feature_maps(model, inputs, sorted({stage.layer for stage in chosen.values()}))
     maps = {}
-    for name in names:
-        layer, then, _ = where[name]
+    for name, (layer, then, _) in chosen.items():
         maps[name] = hooked[layer] if then is None else then(hooked[layer])
     return maps
 
@@ -114,8 +114,6 @@ def stage_maps(model: nn.Module, inputs: Tensor, names=STAGES) -> dict[str, Tens
 def learned_filters(model: nn.Module, stage: str = "C1") -> Tensor:
     """The kernels making ``stage`` ("C1" or "C3"): out x in x k x k (0 where C3 has no link)."""
     convs = {name: s.conv for name, s in stages(model).items() if s.conv is not None}
-    if stage not in convs:
-        raise ValueError(f"stage {stage!r} has no kernels; choose one of {list(convs)}")
-    module = model.get_submodule(convs[stage])
+    module = model.get_submodule(_choose(convs, stage, f"stage {stage!r} has no kernels"))
     weight = module.dense_weight() if isinstance(module, PartialConv2d) else module.weight
     return weight.detach().cpu().clone()

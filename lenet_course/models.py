@@ -63,10 +63,7 @@ def _configure(model, name, activation, pooling, input_size, num_classes) -> int
         if value not in allowed:
             raise ValueError(f"{option}={value!r} is unknown; use one of {allowed}")
     if input_size not in INPUT_SIZES:
-        raise ValueError(
-            f"input_size={input_size!r} is not supported; use 28 (the first convolution pads by 2)"
-            " or 32 (no padding)"
-        )
+        raise ValueError(f"input_size={input_size!r} is not supported; use 28 (padded by 2) or 32")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
     model.config = dict(
@@ -167,18 +164,15 @@ class LeNet5v3(_CheckedSequential):
 
 
 class LeNetBN(_CheckedSequential):
-    """LeNet's shape with batch normalisation after every layer but the last (the layers before
-    it lose their bias, which it makes redundant).  Default: ReLU, max pooling and ``WIDTHS``,
-    61,482 parameters, within LeNet-5's 61,706 (notebook 10's challenge)."""
+    """LeNet's shape with batch normalisation after every layer but the last, whose bias it makes
+    redundant.  Defaults: 61,482 parameters, within LeNet-5's 61,706 (notebook 10's challenge)."""
 
     def __init__(
         self, activation="relu", pooling="max", input_size=28, num_classes=10, widths=WIDTHS
     ):
         padding = _configure(self, "lenet-bn", activation, pooling, input_size, num_classes)
         if len(widths) != 4 or not all(isinstance(w, int) and w >= 1 for w in widths):
-            raise ValueError(
-                f"widths={widths!r}; give 4 positive whole numbers (conv1, conv2, fc1, fc2)"
-            )
+            raise ValueError(f"widths={widths!r}; give 4 positive whole numbers, like {WIDTHS}")
         self.config["widths"] = c1, c2, h1, h2 = list(widths)
         act, pool = _ACTIVATION_MODULES[activation], _POOLING_MODULES[pooling]
         conv1 = nn.Conv2d(1, c1, kernel_size=5, padding=padding, bias=False)
@@ -257,8 +251,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
-    """A course model by name, with the options its class takes; ``build_model(**model.config)``
-    rebuilds one."""
+    """A course model by name and options; ``build_model(**model.config)`` rebuilds one."""
     if name not in _CLASSES:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     allowed = tuple(inspect.signature(_CLASSES[name]).parameters)

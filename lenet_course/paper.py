@@ -1,9 +1,7 @@
-"""The numbers of LeCun, Bottou, Bengio and Haffner (1998) that the course builds on and checks.
-
-"Gradient-based learning applied to document recognition", Proc. IEEE 86(11):2278-2324, 1998.
-Plain data, no torch: the training recipe of Section III-B, the layer counts of Section II-B, the
-C3 connection table (Table I) and the published test errors.
-"""
+"""The numbers the course builds on and checks, as plain data (no torch), from LeCun, Bottou,
+Bengio and Haffner, "Gradient-based learning applied to document recognition", Proc. IEEE
+86(11):2278-2324, 1998: the training recipe of Section III-B, the layer counts of Section II-B,
+the C3 connection table (Table I) and the published test errors."""
 
 from __future__ import annotations
 

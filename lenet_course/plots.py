@@ -67,9 +67,8 @@ def conv_windows_svg(state: ExplorerState, max_width: int = 440) -> str:
     width, height = max(grid + margin + 2, 480), grid + margin + 40
     pad, inner, outer = cell * state.padding, cell * state.size, cell * state.padded
     label = (
-        f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, "
-        f"stride {state.stride}, padding {state.padding}, dilation {state.dilation}: "
-        f"{state.output_text}"
+        f"{state.kind} on {state.size}x{state.size} input, kernel {state.kernel_size}, stride "
+        f"{state.stride}, padding {state.padding}, dilation {state.dilation}: {state.output_text}"
     )
     windows = [(0, _FIRST if valid else _BAD)]
     if valid and last:
@@ -118,17 +117,20 @@ def _grid(n, ncols, width, height, top=0.0, title=None) -> tuple[Figure, list[An
     return fig, list(axes.flat)
 
 
+def _three_dims(x, axis: int, what: str, expected: str):
+    """``x`` on the CPU, without ``axis`` if that has size 1; refused unless that leaves 3-D."""
+    x = x.detach().cpu()
+    if x.ndim == 4 and x.shape[axis] == 1:
+        x = x.squeeze(axis)
+    if x.ndim != 3:
+        raise ValueError(f"{what} of shape {tuple(x.shape)}; expected {expected}")
+    return x
+
+
 def show_images(images, titles=None, *, ncols=10, size=1.0, cmap="gray_r") -> Figure:
-    """A grid of ``images`` (N x H x W or N x 1 x H x W), ink dark, unsmoothed, with ``titles``
-    (one per image) if given; uint8 images share the scale 0..255 (so contrast compares), float
-    images (averages, filters) get their own."""
-    images = images.detach().cpu()
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise ValueError(
-            f"images of shape {tuple(images.shape)}; expected N x H x W or N x 1 x H x W"
-        )
+    """A grid of ``images``, ink dark, unsmoothed, with ``titles`` if given.  uint8 images share
+    the scale 0..255 (so contrast compares); float images (averages, filters) get their own."""
+    images = _three_dims(images, 1, "images", "N x H x W or N x 1 x H x W")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} images; give one per image")
     if ncols < 1:
@@ -144,11 +146,7 @@ def show_images(images, titles=None, *, ncols=10, size=1.0, cmap="gray_r") -> Fi
 
 def show_feature_maps(maps, *, ncols=8, size=1.0, title=None) -> Figure:
     """One layer's maps for one image (C x H x W) on one shared scale: bright responds strongly."""
-    maps = maps.detach().cpu().float()
-    if maps.ndim == 4 and maps.shape[0] == 1:
-        maps = maps[0]
-    if maps.ndim != 3:
-        raise ValueError(f"maps of shape {tuple(maps.shape)}; expected C x H x W for one image")
+    maps = _three_dims(maps, 0, "maps", "C x H x W for one image").float()
     low, high = float(maps.min()), float(maps.max())
     fig, axes = _grid(maps.shape[0], ncols, size, size * 1.15, top=0.3, title=title)
     for i, (ax, feature_map) in enumerate(zip(axes, maps, strict=False)):
@@ -186,7 +184,8 @@ def show_training_curves(histories: Any, *, size: tuple[float, float] = (9.0, 3.
 def show_kernel_view(view: Any) -> Figure:
     """The kernel explorer's picture (a ``widgets.KernelView``): the image with the window, the
     element-wise products (their sum is the output), and the output map filled in so far."""
-    fig, (left, middle, right) = _figure(8.4, 2.9, 1, 3)
+    no_ticks = {"xticks": [], "yticks": []}
+    fig, (left, middle, right) = _figure(8.4, 2.9, 1, 3, subplot_kw=no_ticks)
     kh, kw = view.kernel.shape
     left.imshow(view.image.numpy(), cmap="gray")
     left.add_patch(Rectangle((view.col - 0.5, view.row - 0.5), kw, kh, fill=False, color=_LAST))
@@ -202,13 +201,7 @@ def show_kernel_view(view: Any) -> Figure:
     right.imshow(view.output.numpy(), cmap=unfilled, vmin=-reach, vmax=reach)
     right.add_patch(Rectangle((view.col - 0.5, view.row - 0.5), 1, 1, fill=False, color=_LAST))
     where = f"({view.row}, {view.col})"
-    titles = (
-        f"input, window at {where}",
-        "window x kernel",
-        f"output: {view.total:.3f} at {where}",
-    )
-    for axes, title in zip((left, middle, right), titles, strict=True):
-        axes.set_title(title, fontsize=9)
-        axes.set_xticks([])
-        axes.set_yticks([])
+    left.set_title(f"input, window at {where}", fontsize=9)
+    middle.set_title("window x kernel", fontsize=9)
+    right.set_title(f"output: {view.total:.3f} at {where}", fontsize=9)
     return fig

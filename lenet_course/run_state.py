@@ -189,8 +189,16 @@ def setup(model: nn.Module, train: Any, config: TrainConfig, held_out: dict[str,
 
     blank = prepare_images(torch.zeros(1, 28, 28, dtype=torch.uint8), spec, norm)
     x, y = prepared(train, "train")
-    batches = Batches(x, y, config.batch_size, config.seed, config.crop, config.flip,
-                      background=blank.min().item(), world=distributed.world_size())  # fmt: skip
+    batches = Batches(
+        x,
+        y,
+        config.batch_size,
+        config.seed,
+        config.crop,
+        config.flip,
+        background=blank.min().item(),
+        world=distributed.world_size(),
+    )
     if batches.steps == 0:
         raise ValueError(f"{len(y)} training examples for {batches.world} processes; give each one")
     sets = {name: prepared(data, name) for name, data in held_out.items() if data is not None}

@@ -129,12 +129,12 @@ def end_epoch(run: Run, epoch: int, trained: tuple[torch.Tensor, ...], start: fl
     one wait for the device; under torchrun one message sums the ranks' losses and counts."""
     losses, correct = trained
     sizes = run.batches.local_sizes(distributed.rank())
+    flip, size = run.config.test_flip, run.config.eval_batch_size
     with run.autocast():
         held_out = [
-            (class_scores(run.model, x, run.config.eval_batch_size, run.config.test_flip)
-             .argmax(1) == y).sum()
+            (class_scores(run.model, x, size, flip).argmax(1) == y).sum()
             for x, y in run.held_out.values()
-        ]  # fmt: skip
+        ]
     finite = torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all()
     # exploding: a loss a thousand times the first, before it reaches inf or NaN
     calm = (losses <= 1000 * losses[0].clamp(min=1)).all()
@@ -178,8 +178,12 @@ def diverged(run: Run, epoch: int, losses: torch.Tensor) -> TrainingDivergedErro
 def log_epoch(run: Run, record: dict[str, Any], bar: tqdm, writer: Any) -> None:
     """Add the epoch's record to the history, the progress bar and TensorBoard."""
     run.history.epochs.append(record)
-    names = {"train_loss": "loss", "train_accuracy": "train", "validation_accuracy": "val",
-             "test_accuracy": "test"}  # fmt: skip
+    names = {
+        "train_loss": "loss",
+        "train_accuracy": "train",
+        "validation_accuracy": "val",
+        "test_accuracy": "test",
+    }
     shown = {short: f"{record[key]:.3f}" for key, short in names.items() if record[key] is not None}
     bar.set_postfix(shown, refresh=True)
     for key, value in record.items():
@@ -189,8 +193,14 @@ def log_epoch(run: Run, record: dict[str, Any], bar: tqdm, writer: Any) -> None:
 
 def save(run: Run, checkpoint: PathLike) -> None:
     """The checkpoint after the epoch just recorded: weights, optimiser, history, settings."""
-    save_checkpoint(checkpoint, run.model, optimizer=run.optimizer, history=run.history.epochs,
-                    train_config=run.history.config, **run.saved)  # fmt: skip
+    save_checkpoint(
+        checkpoint,
+        run.model,
+        optimizer=run.optimizer,
+        history=run.history.epochs,
+        train_config=run.history.config,
+        **run.saved,
+    )
 
 
 def progress_bar(run: Run, shown: bool) -> tqdm:
@@ -198,8 +208,15 @@ def progress_bar(run: Run, shown: bool) -> tqdm:
     total, steps = run.config.epochs * run.batches.steps, run.batches.steps
     name = f"{type(run.model).__name__} on {run.device.type}"
     # about 100 redraws: a notebook client that reads late drops messages past about a thousand
-    return tqdm(total=total, initial=len(run.history) * steps, unit="batch", desc=name,
-                disable=not shown, miniters=max(1, total // 100), mininterval=0.5)  # fmt: skip
+    return tqdm(
+        total=total,
+        initial=len(run.history) * steps,
+        unit="batch",
+        desc=name,
+        disable=not shown,
+        miniters=max(1, total // 100),
+        mininterval=0.5,
+    )
 
 
 def tensorboard(log_dir: str | None) -> Any:

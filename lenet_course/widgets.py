@@ -12,16 +12,10 @@ import ipywidgets as widgets
 import torch
 import torch.nn.functional as F
 
+from lenet_course import plots
 from lenet_course.arithmetic import ExplorerState, explore_conv, explore_pool
 from lenet_course.data import prepare_images
 from lenet_course.inspect_model import STAGES, stage_maps
-from lenet_course.plots import (
-    conv_windows_svg,
-    figure_html,
-    show_feature_maps,
-    show_images,
-    show_kernel_view,
-)
 
 #: Slider descriptions, in order; tests and the browser test find the sliders by these names.
 SLIDERS = ("input size", "kernel size", "stride", "padding", "dilation")
@@ -50,15 +44,14 @@ class Explorer:
         self.output = widgets.Label(style={"font_weight": "bold"})
         self.explanation, self.picture = widgets.HTML(), widgets.HTML()
         controls = list(sliders.values())
-        rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:])]
-        self.widget = widgets.VBox([*rows, self.output, self.explanation, self.picture])
-        _draw_on_change(self._update, *controls)
+        shown = (self.output, self.explanation, self.picture)
+        self.widget = _panel(self._update, [controls[:3], controls[3:]], *shown)
 
     def _update(self, change: Any = None) -> None:
         self.state = self._explore(*(slider.value for slider in self.sliders.values()))
         self.output.value = self.state.output_text
         self.explanation.value = explanation_html(self.state)
-        self.picture.value = conv_windows_svg(self.state)
+        self.picture.value = plots.conv_windows_svg(self.state)
 
     def __repr__(self) -> str:
         return f"{self.state.kind} explorer ({self.state.output_text})"
@@ -67,11 +60,13 @@ class Explorer:
         return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
 
-def _draw_on_change(draw: Callable[..., None], *controls: Any) -> None:
-    """Call ``draw`` now, and again whenever one of ``controls`` changes value."""
-    for control in controls:
-        control.observe(draw, names="value")
+def _panel(draw: Callable[..., None], rows: list[list[Any]], *shown: Any) -> widgets.VBox:
+    """Rows of controls above ``shown``, which ``draw`` fills in now and at every change."""
+    for row in rows:
+        for control in row:
+            control.observe(draw, names="value")
     draw()
+    return widgets.VBox([*map(widgets.HBox, rows), *shown])
 
 
 def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict[str, Any]:
@@ -88,15 +83,13 @@ def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict
     return sliders
 
 
-def conv_explorer(size=28, kernel_size=5, stride=1, padding=2, dilation=1) -> Explorer:
+def conv_explorer(size=28, kernel_size=5, stride=1, padding=2, dilation=1):
     """Sliders for a convolution, its output size (or why it is impossible) and its windows."""
     values = (size, kernel_size, stride, padding, dilation)
     return Explorer(explore_conv, _sliders(values, kernel_max=11, padding_max=6))
 
 
-def pool_explorer(
-    size=7, kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=True
-) -> Explorer:
+def pool_explorer(size=7, kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=True):
     """Like :func:`conv_explorer`, for ``nn.MaxPool2d``, with a ``ceil_mode`` checkbox."""
     values = (size, kernel_size, stride, padding, dilation)
     sliders = _sliders(values, kernel_max=8, padding_max=4)
@@ -144,8 +137,7 @@ def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
 
 
 def kernel_explorer(image, kernels: dict[str, Any], row=0, col=0) -> widgets.VBox:
-    """Sliders move a kernel (chosen from ``kernels``) over ``image``; the picture shows the
-    window, the products, their sum and the output map filling in (:func:`kernel_view`)."""
+    """Sliders move a kernel, chosen from ``kernels``, over ``image``; draws :func:`kernel_view`."""
     rows, cols = kernel_view(image, next(iter(kernels.values())), row, col).output.shape
     down = widgets.IntSlider(value=row, min=0, max=rows - 1, description="row")
     across = widgets.IntSlider(value=col, min=0, max=cols - 1, description="column")
@@ -155,10 +147,9 @@ def kernel_explorer(image, kernels: dict[str, Any], row=0, col=0) -> widgets.VBo
     def draw(change: Any = None) -> None:
         view = kernel_view(image, kernels[menu.value], down.value, across.value)
         label.value = view.caption
-        picture.value = figure_html(show_kernel_view(view), view.caption)
+        picture.value = plots.figure_html(plots.show_kernel_view(view), view.caption)
 
-    _draw_on_change(draw, down, across, menu)
-    return widgets.VBox([widgets.HBox([down, across, menu]), label, picture])
+    return _panel(draw, [[down, across, menu]], label, picture)
 
 
 @dataclass(frozen=True)
@@ -182,8 +173,8 @@ class FeatureMapView:
 
 
 def feature_map_view(model, data, normalization, index: int, stage: str) -> FeatureMapView:
-    """The maps of ``stage`` ("C1", "S2", "C3", "S4") for image ``index`` of ``data`` (an
-    ``ImageSet``): the pure function behind :func:`feature_map_explorer`."""
+    """The pure function behind :func:`feature_map_explorer`: ``stage``'s maps of test image
+    ``index`` (``data`` is an ``ImageSet``)."""
     count = len(data.labels)
     if not 0 <= index < count:
         raise ValueError(f"index={index}; choose an image in 0..{count - 1}")
@@ -196,21 +187,17 @@ def feature_map_view(model, data, normalization, index: int, stage: str) -> Feat
 
 def feature_map_explorer(model, data, normalization, *, index=0, stages=STAGES) -> widgets.VBox:
     """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`."""
-    last = len(data.labels) - 1
-    slider = widgets.IntSlider(
-        value=index, min=0, max=last, description="image", continuous_update=False
-    )
+    slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image")
+    slider.continuous_update = False
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")
-    # PNGs in an HTML widget rather than an Output widget (which can stall papermill), so that
-    # saved notebooks show them
+    # PNGs in an HTML widget, not an Output widget (which can stall papermill): notebooks save them
     picture = widgets.HTML()
 
     def draw(change: Any = None) -> None:
         view = feature_map_view(model, data, normalization, slider.value, menu.value)
-        image = show_images(view.image[None], [view.label], size=1.5)
-        maps = show_feature_maps(view.maps, title=view.caption)
+        image = plots.show_images(view.image[None], [view.label], size=1.5)
+        maps = plots.show_feature_maps(view.maps, title=view.caption)
         alt = f"test image: {view.label}"
-        picture.value = figure_html(image, alt) + figure_html(maps, view.caption)
+        picture.value = plots.figure_html(image, alt) + plots.figure_html(maps, view.caption)
 
-    _draw_on_change(draw, slider, menu)
-    return widgets.VBox([widgets.HBox([slider, menu]), picture])
+    return _panel(draw, [[slider, menu]], picture)

@@ -20,10 +20,10 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # analysis of 07, notebook 08's LeNetVariant and command line: 294 lines out). A ratchet: still
 # over the budget (see the README); lower it whenever code leaves the package. The checker's
 # acceptance of any real number (fractions, numpy scalars, one-element tensors; issue 23) added 11.
-# Issue 24 formats the package with `ruff format` (3,715 lines as written were 4,416 formatted) and
-# splits the trainer for readers (run_state.py, arguments.py, a RunContract); 4,459 formatted, over
-# the issue's 3,900 (aim 3,500): a ratchet, lower it whenever code leaves the package.
-MAX_PACKAGE_LINES = 4459
+# Issue 24 formats the package with `ruff format` (3,715 lines as written were 4,416 formatted),
+# splits the trainer for readers (run_state.py, arguments.py, a RunContract) and shortens what
+# restated the code: 4,286 formatted, over the issue's 3,900 (aim 3,500). A ratchet, as above.
+MAX_PACKAGE_LINES = 4286
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
