@@ -66,9 +66,11 @@ NOTEBOOKS ?=
 reproduce: data
 	$(PY) tools/reproduce.py $(NOTEBOOKS)
 
-# Notebook 06's modern recipe (lenet_course.config.RECIPES) from the command line; TRAIN_ARGS="...".
+# Notebook 06's modern LeNet (v1 with max pooling, the modern recipe) from the command line;
+# TRAIN_ARGS="..." adds flags. A TRAIN_ARGS that names a --model or a --recipe trains its network.
 train: data
-	$(PY) -m lenet_course train --recipe modern --pooling max --out runs/train $(TRAIN_ARGS)
+	$(PY) -m lenet_course train --out runs/train \
+		$(if $(filter --model% --recipe%,$(TRAIN_ARGS)),,--pooling max) $(TRAIN_ARGS)
 
 bench: data
 	$(PY) benchmarks/bench_d2l.py --epochs 10

@@ -159,6 +159,24 @@ def _fixes(axis: Axis, room: int, pool: bool, ceil_mode: bool) -> str:
     return fixes[0] if len(fixes) == 1 else ", ".join(fixes[:-1]) + " or " + fixes[-1]
 
 
+#: The explorers draw every pixel of the padded input; the output-size functions take any size.
+EXPLORER_LIMIT = 256
+
+
+def check_explorer(*values: Any) -> None:
+    """Refuse what the explorers cannot draw: a setting (in the order of _SETTINGS) that is not
+    one int, or a huge one."""
+    for name, value in zip(_SETTINGS, values, strict=False):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"{name}={value!r} is not an int; the explorers show square layers")
+        if abs(value) > EXPLORER_LIMIT:
+            limits = f"-{EXPLORER_LIMIT}..{EXPLORER_LIMIT}"
+            functions = "conv2d_output_size and pool2d_output_size take any size"
+            raise ValueError(
+                f"{name}={value} is beyond what the explorers draw ({limits}); {functions}"
+            )
+
+
 # --- counts --------------------------------------------------------------------------------------
 
 _POSITIVE = ("in_channels", "out_channels", "kernel_size", "output_size", "groups")  # others >= 0

@@ -8,7 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lenet_course.arguments import check_conv, check_conv_transpose, check_pool, check_span
+from lenet_course.arguments import (
+    check_conv,
+    check_conv_transpose,
+    check_explorer,
+    check_pool,
+    check_span,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -204,6 +210,7 @@ def explore_conv(
 ) -> ExplorerState:
     """The explorer's state for ``nn.Conv2d``; an impossible configuration carries its error."""
     settings = (size, kernel_size, stride, padding, dilation)
+    check_explorer(*settings)  # the explorer draws each pixel: a huge layer is refused
     output, error = _attempt(conv2d_output_size, *settings)
     return ExplorerState("conv", *settings, ceil_mode=False, output=output, error=error)
 
@@ -219,6 +226,7 @@ def explore_pool(
     """The explorer's state for ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``)."""
     stride = kernel_size if stride is None else stride
     settings = (size, kernel_size, stride, padding, dilation, ceil_mode)
+    check_explorer(*settings[:5])
     output, error = _attempt(pool2d_output_size, *settings)
     return ExplorerState("pool", *settings, output=output, error=error)
 

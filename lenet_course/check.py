@@ -11,6 +11,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+RESTORE = "restore it: git checkout lenet_course/answers.json, or reinstall the course"
+
 
 def canonical(answer: Any) -> str:
     """One text per answer: whole numbers exact, other numbers (one-element tensors too) to 4
@@ -23,9 +25,9 @@ def canonical(answer: Any) -> str:
     if isinstance(answer, bool):
         return str(answer)
     if isinstance(answer, numbers.Integral):
-        return str(int(answer))
+        return str(int(answer))  # more than 4,300 digits: a ValueError
     if isinstance(answer, numbers.Real):
-        value = float(answer)
+        value = float(answer)  # a Fraction too large for a float raises OverflowError
         return str(int(value)) if value.is_integer() else f"{value:.4g}"
     if isinstance(answer, str):
         return " ".join(answer.lower().split())
@@ -39,10 +41,23 @@ def digest(answer: Any) -> str:
     return hashlib.sha256(canonical(answer).encode()).hexdigest()[:20]
 
 
+ANSWERS = resources.files("lenet_course") / "answers.json"
+
+
 @cache
 def answers() -> dict[str, dict[str, str]]:
     """Every exercise's digest and hint, by key ("NN-k": notebook NN, exercise k)."""
-    return json.loads(resources.files("lenet_course").joinpath("answers.json").read_text())
+    try:
+        table = json.loads(ANSWERS.read_text())
+    except (OSError, ValueError) as error:  # missing, unreadable, empty or cut short
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        raise RuntimeError(f"{ANSWERS} is damaged ({reason}); {RESTORE}") from None
+    entries = table.values() if isinstance(table, dict) else [table]
+    if not all(isinstance(e, dict) and {"digest", "hint"} <= e.keys() for e in entries):
+        raise RuntimeError(
+            f"{ANSWERS} is damaged (each exercise needs a digest and a hint); {RESTORE}"
+        )
+    return table
 
 
 def exercise(key: str, answer: Any) -> None:
@@ -57,7 +72,7 @@ def solution(key: str, answer: Any) -> None:
 
 
 def _verdict(key: str, answer: Any) -> bool:
-    if key not in answers():
+    if not isinstance(key, str) or key not in answers():
         raise KeyError(f"no exercise {key!r}; keys look like '02-3' (notebook 02, exercise 3)")
     right, verdict = False, "no answer yet"
     if answer is not None:
@@ -67,6 +82,9 @@ def _verdict(key: str, answer: Any) -> bool:
         except TypeError as error:
             # a dict, a complex number, an object: a verdict for the learner, not a traceback
             verdict = f"not an answer I can check ({error})"
+        except (ValueError, OverflowError, RecursionError):
+            # a number too large for a float, a list that holds itself: none is a right answer
+            verdict = "not yet"
     hint = "" if right else f". Hint: {answers()[key]['hint']}"
     print(f"Exercise {key}: {verdict}{hint}")
     return right

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lenet_course.config import valid_normalization
 from lenet_course.models import build_model
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
@@ -151,29 +151,35 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"{path} is not a readable checkpoint {why}") from error
 
 
-def _valid_normalization(v: Any) -> bool:
-    """As prepare_images needs it: kind "paper", or "standardize" with a finite mean, std > 0."""
-    if not isinstance(v, dict) or v.get("kind") not in ("paper", "standardize"):
-        return False
-    if v["kind"] == "paper":
-        return True
-    numbers = [v.get("mean"), v.get("std")]
-    return all(isinstance(x, int | float) and abs(x) < math.inf for x in numbers) and v["std"] > 0
-
-
 #: What the entries that the course reads must be; a checkpoint with anything else is damaged.
-VALID: dict[str, Callable[[Any], bool]] = {
-    "state_dict": lambda v: isinstance(v, dict) and all(map(torch.is_tensor, v.values())),
-    "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
-    "class_names": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-    "normalization": _valid_normalization,
-    "model": lambda v: isinstance(v, dict | None),
-    "train_config": lambda v: isinstance(v, dict),
+VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "state_dict": (
+        lambda v: isinstance(v, dict) and all(map(torch.is_tensor, v.values())),
+        "a dict of tensors",
+    ),
+    "history": (
+        lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+        "a list of dicts",
+    ),
+    "class_names": (
+        lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+        "a list of texts",
+    ),
+    "normalization": (
+        valid_normalization,
+        "kind paper, or standardize with a mean in 0..1 and a std in 1e-6..1",
+    ),
+    "model": (lambda v: isinstance(v, dict | None), "a dict or None"),
+    "train_config": (lambda v: isinstance(v, dict), "a dict"),
 }
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
     """Read a checkpoint safely; :class:`CheckpointError` says what is wrong with a bad one."""
+    if not isinstance(path, str | os.PathLike):
+        loaded = "; a checkpoint dict is loaded already" if isinstance(path, Mapping) else ""
+        got = f"load_checkpoint(path): got type {type(path).__name__}"
+        raise TypeError(f"{got}; give a checkpoint.pt's path (a str or a Path){loaded}")
     path = Path(path)
     if not path.is_file():  # checked first: torch.load would wait forever on a FIFO
         if path.is_dir():
@@ -181,21 +187,32 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
         if path.exists():
             raise CheckpointError(f"{path} is not a regular file (a FIFO?); pass a checkpoint.pt")
         raise CheckpointError(f"no checkpoint at {path}; `python -m lenet_course train` writes one")
-    state = _read(path)
+    return check_checkpoint(_read(path), str(path))
+
+
+def check_checkpoint(state: Any, name: str = "the checkpoint dict") -> dict[str, Any]:
+    """Return ``state`` if it is a whole, intact course checkpoint; ``name`` names it in errors."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} is not a lenet_course checkpoint (format {found!r})")
+        raise CheckpointError(f"{name} is not a lenet_course checkpoint (format {found!r})")
     if missing := [key for key in CHECKPOINT_KEYS if key not in state]:
-        raise CheckpointError(f"{path} is an incomplete checkpoint: it lacks {missing}")
-    for key, valid in VALID.items():
+        raise CheckpointError(f"{name} is an incomplete checkpoint: it lacks {missing}")
+    for key, (valid, expected) in VALID.items():
         if not valid(state[key]):
-            why = f"its {key!r} is {state[key]!r:.60}; train again or use an intact copy"
-            raise CheckpointError(f"{path} is damaged: {why}")
-    for name, weight in state["state_dict"].items():
+            why = f"its {key!r} is {state[key]!r:.80}, not {expected}"
+            raise CheckpointError(f"{name} is damaged: {why}; train again or use an intact copy")
+    for layer, weight in state["state_dict"].items():
         if weight.is_floating_point() and not weight.isfinite().all():
             why = "as a diverged run leaves them; train again with a lower learning rate"
-            raise CheckpointError(f"{path} holds NaN or infinite weights ({name}), {why}")
+            raise CheckpointError(f"{name} holds NaN or infinite weights ({layer}), {why}")
     return state
+
+
+def as_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's path, loaded, or a loaded one, checked again (it may have been edited)."""
+    if isinstance(checkpoint, Mapping):
+        return check_checkpoint(dict(checkpoint))
+    return load_checkpoint(checkpoint)
 
 
 def _shape(tensor: torch.Tensor) -> str:
@@ -225,7 +242,7 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
 
 def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module:
     """Rebuild the course model stored in ``checkpoint`` (a path or a loaded dict), in eval mode."""
-    state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    state = as_checkpoint(checkpoint)
     if not (config := state.get("model")):
         raise CheckpointError(
             "the checkpoint's model is not one of the course's (it has no config): build it "

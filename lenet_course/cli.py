@@ -6,9 +6,11 @@ line on stderr: exit 2 for arguments and settings, 1 for failures while running,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
+import signal
 import sys
+import threading
 from argparse import BooleanOptionalAction
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -38,6 +40,7 @@ from lenet_course.data import (
 )
 from lenet_course.models import ACTIVATIONS, MODEL_NAMES, POOLINGS, build_model
 from lenet_course.predict import predict_files
+from lenet_course.run_folder import check_out, locked, make_out, saved_state
 from lenet_course.train import (
     TrainingDivergedError,
     check_settings,
@@ -52,6 +55,16 @@ from lenet_course.train import (
 DEVICES = ("auto", "cpu", "cuda")
 ROOT_HELP = "data root (default: $LENET_COURSE_DATA, else data/)"
 CHECKPOINT_HELP = "checkpoint.pt written by `train`"
+#: The network each recipe trains when --model is not given (the others: v1).
+RECIPE_MODELS = {
+    "challenge": "lenet-bn",
+    "lenet5-1998": "lenet5-1998",
+    "sdlm-1998": "lenet5-1998",
+    "classic": "classic",
+}
+#: The learning rate of an --optimizer other than the recipe's when --lr is not given: the
+#: recipe's rate belongs to its optimiser (SGD's one-cycle peak of 0.1 is far too high for Adam).
+USUAL_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "sdlm": 5e-4}
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -106,16 +119,29 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-subset", type=number(int, 1), metavar="N", help=subset)
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else str(value)
+
+
 def _recipe_help(field: str, text: str) -> str:
-    """``text (default: modern: 12; lenet5-1998: 6)``: a recipe setting's help, with its values."""
-    modern, lenet5 = (str(getattr(RECIPES[r], field)) for r in ("modern", "lenet5-1998"))
-    shown = modern if modern == lenet5 else f"modern: {modern}; lenet5-1998: {lenet5}"
-    return f"{text} (default: {shown.replace('None', 'none')})"
+    """``text (challenge: 2; others: 0)``: a setting's help, with each recipe's value."""
+    recipes: dict[str, list[str]] = {}  # each value -> the recipes that have it
+    for name in ("modern", "lenet5-1998", "challenge", "sdlm-1998", "classic"):
+        recipes.setdefault(_shown(getattr(RECIPES[name], field)), []).append(name)
+    if len(recipes) == 1:
+        return f"{text} (default: {next(iter(recipes))})"
+    # the value of most recipes comes last, as "others"
+    most = len(RECIPES) // 2
+    parts = [f"{', '.join(names)}: {v}" for v, names in recipes.items() if len(names) <= most]
+    parts += [f"others: {v}" for v, names in recipes.items() if len(names) > most]
+    return f"{text} ({'; '.join(parts)})"
 
 
 def _add_recipe_settings(parser: argparse.ArgumentParser) -> None:
     """The flags named after a TrainConfig field: each one given replaces the recipe's setting."""
-    recipe = parser.add_argument_group("recipe settings (default: the recipe's)")
+    recipe = parser.add_argument_group("recipe settings (default: --recipe's, as listed)")
 
     def add(flag: str, text: str, **how: Any) -> None:
         field = flag.removeprefix("--").replace("-", "_")
@@ -124,7 +150,9 @@ def _add_recipe_settings(parser: argparse.ArgumentParser) -> None:
     add("--epochs", "passes through the training set", type=number(int, 1))
     add("--batch-size", "examples per step", type=number(int, 1))
     add("--lr", "(peak) learning rate", type=number(float, 0.0, low_open=True))
-    add("--optimizer", "optimiser; any but sgd drops the recipe's momentum", choices=OPTIMIZERS)
+    usual = ", ".join(f"{name} {lr:g}" for name, lr in USUAL_LR.items())
+    switch = "one not the recipe's drops its momentum and, without --lr, takes its usual rate"
+    add("--optimizer", f"optimiser ({switch}: {usual})", choices=OPTIMIZERS)
     add("--momentum", "SGD momentum", type=number(float, 0.0, 1.0))
     add("--nesterov", "Nesterov momentum (SGD)", action=BooleanOptionalAction)
     add("--weight-decay", "L2 penalty", type=number(float, 0.0))
@@ -140,7 +168,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", choices=list(DATASETS), default="fashion-mnist", help="default: fashion-mnist"
     )
-    parser.add_argument("--model", choices=MODEL_NAMES, help="default: v1; lenet-bn for challenge")
+    picks = ", ".join(f"{model} for {recipe}" for recipe, model in RECIPE_MODELS.items())
+    parser.add_argument("--model", choices=MODEL_NAMES, help=f"default: {picks}, else v1")
     parser.add_argument("--activation", choices=ACTIVATIONS, help="for v1/v2/v3/classic")
     parser.add_argument("--pooling", choices=POOLINGS, help="for v1/v2/v3/classic")
     recipe = "default: modern; lenet5-1998 for --model lenet5-1998"
@@ -148,7 +177,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     _add_recipe_settings(parser)
     held_out = "training images held out: a count, or a fraction like 0.1 (default: 0)"
     parser.add_argument("--validation", default=0, type=_count_or_fraction, help=held_out)
-    subset = "N training images drawn with --seed (for quick runs)"
+    subset = "N training images drawn with --seed from those --validation leaves (quick runs)"
     parser.add_argument("--train-subset", type=number(int, 1), metavar="N", help=subset)
     _add_run_arguments(parser)
     out = "folder for metrics.json, history.csv, checkpoint.pt (default: runs/train)"
@@ -170,8 +199,8 @@ def _count_or_fraction(text: str) -> int | float:
 
 
 def model_name(args: argparse.Namespace) -> str:
-    """--model, else the recipe's model: lenet-bn for --recipe challenge, v1 for the others."""
-    return args.model or ("lenet-bn" if args.recipe == "challenge" else "v1")
+    """--model, else the recipe's network (RECIPE_MODELS), else v1."""
+    return args.model or RECIPE_MODELS.get(args.recipe, "v1")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -181,6 +210,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     changes = {k: v for k, v in vars(args).items() if k in settings and v is not None}
     if changes.get("schedule") == "none":
         changes["schedule"] = None
+    # the recipe's rate belongs to its optimiser: another one starts from its own usual rate
+    if changes.get("optimizer", recipe.optimizer) != recipe.optimizer and "lr" not in changes:
+        changes["lr"] = USUAL_LR[changes["optimizer"]]
     # The recipe's momentum belongs to its SGD: another optimiser drops it (--optimizer's help).
     if changes.get("optimizer", "sgd") != "sgd" and recipe.optimizer == "sgd":
         if "momentum" in changes or changes.get("nesterov"):
@@ -189,44 +221,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return recipe.replace(**changes, progress=not args.no_progress)
 
 
-def _check_out(args: argparse.Namespace) -> tuple[Path, bool, bool]:
-    """(out, resume, overwrite), refusing an unwritable --out or one whose run no flag names."""
-    out = Path(args.out)
-    there = next(p for p in (out, *out.parents) if p.exists())  # out, or its nearest parent
-    if not (there.is_dir() and os.access(there, os.W_OK | os.X_OK)):
-        why = "cannot be written" if there.is_dir() else "is not a folder"
-        args.parser.error(f"--out {out}: {there} {why}; pass a folder you may write to")
-    held = [name for name in RUN_FILES if (out / name).exists()]
-    # torchrun restarts a failed group with the same flags: resume what it saved, never delete it.
-    resume = args.resume or (distributed.restarted() and RUN_FILES[0] in held)
-    overwrite = args.overwrite and not resume
-    if held and not (resume or overwrite):
-        fix = "pass --resume to continue it, --overwrite to replace it, or another --out"
-        args.parser.error(f"--out {out} already holds a run ({', '.join(held)}); {fix}")
-    if resume and RUN_FILES[0] not in held:
-        args.parser.error(f"--resume: no checkpoint at {out / RUN_FILES[0]} to continue")
-    return out, resume, overwrite
-
-
-def _lock(out: Path) -> Path:
-    """Take ``out/.lock`` (our pid): a second writer fails at once; a dead one's is taken over."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / ".lock"
-    try:
-        os.kill(int(lock.read_text()), 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        lock.unlink()  # a stale lock: its process has gone
-    except (OSError, ValueError, OverflowError):
-        pass  # no lock, or one we cannot judge: os.open decides
-    try:
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # only one can
-    except FileExistsError:
-        raise FileExistsError(
-            f"--out {out} is in use by another run (pid in {lock}); wait, or "
-            "pass another --out (delete the lock if no run uses it)"
-        ) from None
-    lock.write_text(str(os.getpid()))
-    return lock
+def _subset(args: argparse.Namespace, data: ImageSet, split: str, seed: int) -> ImageSet:
+    """--train-subset or --test-subset of ``data``, drawn with ``seed``; more than it has is
+    refused (training images: after --validation took its own)."""
+    size, flag, n = getattr(args, f"{split}_subset"), f"--{split}-subset", len(data.labels)
+    if size is not None and size > n:
+        there, fix = f"the {split} set has {n:,} images", ""
+        if split == "train" and args.validation:
+            there = f"--validation {args.validation} leaves {n:,} training images"
+            fix = " or a smaller --validation"
+        args.parser.error(f"{flag} {size}: {there}; use {flag} <= {n}{fix}")
+    return random_subset(data, size, seed)
 
 
 def _load_data(args: argparse.Namespace, seed: int) -> tuple[ImageSet, ImageSet | None, ImageSet]:
@@ -235,12 +240,12 @@ def _load_data(args: argparse.Namespace, seed: int) -> tuple[ImageSet, ImageSet 
     validation = None
     if args.validation:
         train, validation = split_train_validation(train, args.validation, seed=seed)
-    train = random_subset(train, args.train_subset, seed)
-    return train, validation, random_subset(test, args.test_subset, seed)
+    train = _subset(args, train, "train", seed)
+    return train, validation, _subset(args, test, "test", seed)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    out, resume, overwrite = _check_out(args)  # every argument is checked before any work
+    out, resume, overwrite = check_out(args)  # every argument is checked before any work
     checkpoint = out / RUN_FILES[0]
     if args.tensorboard and find_spec("tensorboard") is None:
         raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
@@ -252,36 +257,34 @@ def _run_train(args: argparse.Namespace) -> int:
     if resume:  # a damaged checkpoint is refused before the data are read
         load_checkpoint(checkpoint)
     main = distributed.rank() == 0  # under torchrun, rank 0 alone writes the run's files
-    lock = _lock(out) if main else None
-    try:
+    if main:
+        make_out(args, out)
+    with locked(out) if main else contextlib.nullcontext():
         train, validation, test = _load_data(args, config.seed)
         if overwrite and main:  # the old run's files go before the first epoch
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
-        history = fit(
-            model,
-            train,
-            config,
-            test=test,
-            validation=validation,
-            checkpoint=checkpoint,
-            resume=resume,
-        )
-        if not main:
-            return 0
-        metrics = save_run_files(
-            out, model, history, dataset=args.dataset, test_size=len(test.labels)
-        )
-    except KeyboardInterrupt:  # say what was saved and how to go on; 130 = 128 + SIGINT
-        saved = load_checkpoint(checkpoint)["epoch"] if checkpoint.is_file() else 0
-        then = f"the checkpoint in {out} holds epoch {saved}; continue with --resume"
-        if not saved:
-            then = "no epoch had finished, so nothing was saved; train again"
-        print(f"interrupted in epoch {saved + 1}; {then}", file=sys.stderr)
-        return 130
-    finally:
-        if lock is not None:
-            lock.unlink(missing_ok=True)  # also when the run fails
+        try:
+            history = fit(
+                model,
+                train,
+                config,
+                test=test,
+                validation=validation,
+                checkpoint=checkpoint,
+                resume=resume,
+            )
+            if not main:
+                return 0
+            metrics = save_run_files(
+                out, model, history, dataset=args.dataset, test_size=len(test.labels)
+            )
+        except KeyboardInterrupt:  # say what was saved and how to go on
+            when, saved = saved_state(checkpoint, config.epochs)
+            print(f"interrupted{when}; {saved}", file=sys.stderr)
+            return 130
+        except OSError as error:  # a full disk: each file is whole, the old one or the new one
+            raise OSError(f"{error}; {saved_state(checkpoint, config.epochs)[1]}") from error
     print(
         f"{args.dataset} {model_name(args)}: test accuracy {metrics['test_accuracy']:.4f} after "
         f"{metrics['epochs']} epochs, {metrics['examples_per_second']:,.0f} examples/s on "
@@ -295,8 +298,30 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="PATH", help=CHECKPOINT_HELP)
     parser.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's")
     parser.add_argument("--batch-size", type=number(int, 1), default=1000, help="default: 1000")
-    parser.add_argument("--seed", type=number(int, 0), default=0, help="default: 0")
+    seed = "draws --test-subset (default: the checkpoint's, so the run's test images)"
+    parser.add_argument("--seed", type=number(int, 0), help=seed)
     _add_run_arguments(parser)
+
+
+def _recorded(checkpoint: dict[str, Any], path: Path, test: ImageSet, seed: int, full: int) -> str:
+    """What the checkpoint recorded, and whether on the same test images as ``test``."""
+    recorded = (checkpoint["history"] or [{}])[-1].get("test_accuracy")
+    if recorded is None:
+        return ""
+    settings = checkpoint["train_config"]
+    size, run_seed = settings.get("test_size"), settings.get("seed", 0)
+    if size is None:  # an older checkpoint: the metrics.json beside it says
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            size = json.loads(path.with_name(RUN_FILES[1]).read_text()).get("test_size")
+    if not isinstance(size, int):
+        where = "a test set it does not describe"
+    elif size == len(test.labels) and (size >= full or seed == run_seed):
+        where = f"the same {size:,} test images"
+    elif size >= full:
+        where = f"another test set (all {size:,} images)"
+    else:
+        where = f"another test set ({size:,} images drawn with --seed {run_seed})"
+    return f"; the checkpoint recorded {recorded:.4f} on {where}"
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -309,15 +334,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if trained_on not in (None, dataset):
         why = f"the checkpoint was trained on {trained_on}; leave out --dataset"
         args.parser.error(f"--dataset {dataset}: {why}")
-    test = random_subset(load_dataset(dataset, "test", root=args.root), args.test_subset, args.seed)
+    settings = checkpoint["train_config"]
+    seed = args.seed if args.seed is not None else settings.get("seed", 0)  # the run's draw
+    whole = load_dataset(dataset, "test", root=args.root)
+    test = _subset(args, whole, "test", seed)
     normalization = checkpoint["normalization"]
-    flip = bool((checkpoint["train_config"] or {}).get("test_flip"))  # as the run tested
+    flip = bool(settings.get("test_flip"))  # as the run tested
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
         accuracy = evaluate(
             model, test, normalization, batch_size=args.batch_size, device=device, flip=flip
         )
-    recorded = (checkpoint["history"] or [{}])[-1].get("test_accuracy")
-    note = f"; the checkpoint recorded {recorded:.4f}" if recorded is not None else ""
+    note = _recorded(checkpoint, Path(args.checkpoint), test, seed, len(whole.labels))
     print(
         f"{dataset} test accuracy {accuracy:.4f} ({len(test.labels):,} images, "
         f"{checkpoint['model']['name']} after {checkpoint['epoch']} epochs{note})"
@@ -349,17 +376,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What Ctrl-C outside train's epochs leaves, by command.
+INTERRUPTED = {
+    "data": "a download cut short fails its MD5 check: delete its file and run `data` again",
+    "train": "it stopped before training; nothing was written",
+}
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """Ctrl-C: stop the command, and ignore a second Ctrl-C, which would cut its clean-up short
+    (removing the lock, saying what was saved) into a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (130 for Ctrl-C: 128 + SIGINT)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    # signals reach the main thread only; a SIGINT ignored from the start (nohup) stays ignored
+    own = threading.current_thread() is threading.main_thread()
+    own = own and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, _stop) if own else None
     try:
         return COMMANDS[args.command][2](args)
+    except KeyboardInterrupt:
+        stopped = INTERRUPTED.get(args.command, f"{args.command} writes no file")
+        print(f"interrupted; {stopped}", file=sys.stderr)
+        return 130
     except FAILURES as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except ValueError as error:  # a setting that does not fit the checkpoint or the machine
         args.parser.error(str(error))
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous or signal.default_int_handler)

@@ -4,6 +4,7 @@ what a resumed run must match (:class:`RunContract`) and the device a run's ``de
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
@@ -15,6 +16,27 @@ from lenet_course.paper import paper_learning_rate
 OPTIMIZERS = ("sgd", "adam", "adamw", "sdlm")
 SCHEDULES = ("onecycle", "cosine", "paper")
 Schedule = str | Callable[[int], float] | None
+
+
+def _whole(value: Any) -> bool:
+    """An int, not a bool (True is an int to Python, but not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    """A real number, not a bool or a string: "0.9" would fail later, deep inside torch."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def valid_normalization(norm: Any) -> bool:
+    """``{"kind": "paper"}``, or ``"standardize"`` with the mean in 0..1 and the std in 1e-6..1
+    that ``normalization_for`` computes (a std of 1e-300 would scale the pixels to inf)."""
+    if not isinstance(norm, dict) or norm.get("kind") not in ("paper", "standardize"):
+        return False
+    if norm["kind"] == "paper":
+        return True
+    mean, std = norm.get("mean"), norm.get("std")
+    return _real(mean) and _real(std) and 0 <= mean <= 1 and 1e-6 <= std <= 1
 
 
 @dataclass(frozen=True)
@@ -47,26 +69,54 @@ class TrainConfig:
     tensorboard: str | None = None  # a log folder for TensorBoard (needs the tensorboard package)
 
     def __post_init__(self) -> None:  # NaN and inf fail every range test below
+        whole = "a whole number"
         checks = [
-            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "a whole number >= 1"),
-            (
-                "batch_size",
-                isinstance(self.batch_size, int) and self.batch_size >= 1,
-                "a whole number >= 1",
-            ),
-            ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr <= 1e15, "0 < lr <= 1e15"),
+            ("epochs", _whole(self.epochs) and self.epochs >= 1, f"{whole} >= 1"),
+            ("batch_size", _whole(self.batch_size) and self.batch_size >= 1, f"{whole} >= 1"),
+            ("lr", _real(self.lr) and 0 < self.lr <= 1e15, "0 < lr <= 1e15"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("momentum", 0.0 <= self.momentum < 1.0, "0 <= momentum < 1"),
-            ("weight_decay", 0.0 <= self.weight_decay <= 1e15, "0 <= weight_decay <= 1e15"),
-            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "0 <= label_smoothing < 1"),
-            ("crop", isinstance(self.crop, int) and 0 <= self.crop <= 8, "a whole number 0..8"),
-            ("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**63, "0 <= seed < 2**63"),
+            ("momentum", _real(self.momentum) and 0 <= self.momentum < 1, "0 <= momentum < 1"),
+            (
+                "weight_decay",
+                _real(self.weight_decay) and 0 <= self.weight_decay <= 1e15,
+                "0 <= weight_decay <= 1e15",
+            ),
+            (
+                "label_smoothing",
+                _real(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+                "0 <= label_smoothing < 1",
+            ),
+            ("crop", _whole(self.crop) and 0 <= self.crop <= 8, f"{whole} 0..8"),
+            ("seed", _whole(self.seed) and 0 <= self.seed < 2**63, "0 <= seed < 2**63"),
             (
                 "schedule",
                 self.schedule in (None, *SCHEDULES) or callable(self.schedule),
                 f"None, one of {SCHEDULES}, or a function epoch -> lr",
             ),
+            (
+                "threads",
+                self.threads is None or _whole(self.threads) and self.threads >= 1,
+                f"None or {whole} >= 1",
+            ),
+            (
+                "eval_batch_size",
+                _whole(self.eval_batch_size) and self.eval_batch_size >= 1,
+                f"{whole} >= 1",
+            ),
+            (
+                "channels_last",
+                self.channels_last is None or isinstance(self.channels_last, bool),
+                "None, True or False",
+            ),
+            (
+                "normalization",
+                self.normalization is None or valid_normalization(self.normalization),
+                "None, {'kind': 'paper'} or {'kind': 'standardize', 'mean': m, 'std': s > 0}",
+            ),
+            ("device", isinstance(self.device, str), "'auto', 'cpu' or 'cuda'"),
         ]
+        flags = ("nesterov", "flip", "test_flip", "bf16", "compile", "cuda_graphs", "progress")
+        checks += [(name, isinstance(getattr(self, name), bool), "True or False") for name in flags]
         for name, good, valid in checks:
             if not good:
                 raise ValueError(f"{name}={getattr(self, name)!r}; use {valid}")
@@ -107,11 +157,12 @@ RECIPES: dict[str, TrainConfig] = {
 
 @dataclass(frozen=True)
 class RunContract:
-    """What decides what a run computes: a run resumes only where this matches the checkpoint's.
-    The settings that change the result, and what is not a setting: the data set, the model, the
-    training data's size and checksum.  ``epochs`` counts only when a schedule depends on it."""
+    """What decides what a run computes and how it measures: a run resumes only where this
+    matches the checkpoint's.  The settings that change the result; the global batch (processes x
+    batch size: 1 x 128 and 2 x 64 are the same run); the data set, the model, the training and
+    test data (sizes and checksums); ``epochs`` only when a schedule depends on it."""
 
-    batch_size: int
+    global_batch: int
     lr: float
     optimizer: str
     momentum: float
@@ -121,6 +172,7 @@ class RunContract:
     label_smoothing: float
     crop: int
     flip: bool
+    test_flip: bool
     seed: int
     channels_last: bool
     bf16: bool
@@ -128,16 +180,22 @@ class RunContract:
     model: dict[str, Any] | None  # the model's config (None: not one of the course's)
     train_size: int
     validation_size: int
+    test_size: int
     train_data: str  # "crc32:..." of the training images and labels
+    test_data: str | None  # the same of the test set (None: no test set)
     epochs: int | None = None  # None without a schedule: then a run may go on for more epochs
 
     #: The flags to keep the same, where the field is not a flag of its own.
     FLAGS: ClassVar[dict[str, str]] = {
+        "global_batch": "--batch-size (times the number of processes)",
         "model": "--model/--activation/--pooling",
         "train_size": "--train-subset",
         "validation_size": "--validation",
+        "test_size": "--test-subset",
+        "test_flip": "--test-flip/--no-test-flip",
         "channels_last": "--device",
         "train_data": "--dataset/--train-subset/--validation/--seed",
+        "test_data": "--dataset/--test-subset/--seed",
     }
 
     @classmethod
@@ -145,21 +203,37 @@ class RunContract:
         """The contract of a run's recorded settings: its history's ``config``, a checkpoint's
         ``train_config`` (where an entry is missing: None)."""
         values = {f.name: settings.get(f.name) for f in fields(cls)}
+        if values["global_batch"] is None and settings.get("batch_size") is not None:
+            # recorded before the contract had it: batch size x processes
+            values["global_batch"] = settings["batch_size"] * settings.get("world_size", 1)
         if values["schedule"] is None:
             values["epochs"] = None
         return cls(**values)
 
-    def refusal(self, saved: RunContract) -> str | None:
-        """Why a run under this contract cannot continue ``saved``; None when it can."""
+    def refusal(self, saved: RunContract, done: int = 0, epochs: int = 1) -> str | None:
+        """Why a run of ``epochs`` epochs under this contract cannot continue ``saved``, which
+        has ``done`` epochs; None when it can."""
+        new_run = "start a new run (--overwrite or another --out)"
+        if epochs < done:
+            return (
+                f"cannot resume: the checkpoint holds {done} epochs, more than epochs={epochs} "
+                f"(--epochs); pass --epochs {done} or more, or {new_run}"
+            )
         for f in fields(self):
             theirs, ours = getattr(saved, f.name), getattr(self, f.name)
-            if theirs != ours:
-                flag = self.FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+            if theirs == ours:
+                continue
+            if f.name in ("train_data", "test_data"):  # every flag that draws the data agreed
                 return (
-                    f"cannot resume: the checkpoint was trained with {f.name}={theirs!r} but this "
-                    f"run has {f.name}={ours!r}; use the same {flag}, or start a new run "
-                    "(--overwrite or another --out)"
+                    f"cannot resume: the data changed since the checkpoint ({f.name}={theirs!r} "
+                    f"then, {ours!r} now) although the same {self.FLAGS[f.name]} drew it: "
+                    f"resume with the data the run started with, or {new_run}"
                 )
+            flag = self.FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+            return (
+                f"cannot resume: the checkpoint was trained with {f.name}={theirs!r} but this "
+                f"run has {f.name}={ours!r}; use the same {flag}, or {new_run}"
+            )
         return None
 
 
@@ -207,3 +281,94 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"{torch.__version__} sees no GPU); use device='cpu' or 'auto'"
         )
     return torch.device(device)
+
+
+def env_number(name: str, default: float, kind: type = int, low: float = 0) -> Any:
+    """The environment variable ``name`` as a ``kind`` >= ``low`` (``default`` when unset)."""
+    text = os.environ.get(name, "")
+    try:
+        value = kind(text) if text.strip() else default
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < low:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(
+            f"the environment variable {name}={text!r} is not {what} >= {low}; "
+            "set it to one, or unset it"
+        )
+    return value
+
+
+def missing_ranks(seconds: float) -> str:
+    """What to say when the other processes of WORLD_SIZE never joined."""
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    return (
+        f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} processes should meet at {where}, but the "
+        f"others did not come within {seconds:g} s (LENET_COURSE_DDP_TIMEOUT); start them all "
+        "with torchrun --nproc_per_node=N, or unset WORLD_SIZE to train in one process"
+    )
+
+
+def launched() -> bool:
+    """Whether a launcher (torchrun) started this process as one of several (WORLD_SIZE > 1)."""
+    return env_number("WORLD_SIZE", 1, low=1) > 1
+
+
+def as_config(config: Any) -> TrainConfig:
+    """``config`` itself, or the recipe it names: fit(model, data, "modern") is fine too."""
+    if isinstance(config, str) and config in RECIPES:
+        return RECIPES[config]
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config={config!r:.60} is not a TrainConfig; pass TrainConfig(...) or a recipe "
+            f"name, one of {sorted(RECIPES)}"
+        )
+    return config
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Refuse anything but a whole number >= 1 for the count ``name``."""
+    if not (_whole(value) and value >= 1):
+        raise ValueError(f"{name}={value!r}; use a whole number >= 1")
+
+
+def check_normalization(norm: Any) -> None:
+    """Refuse a normalisation that would scale the images into NaN or inf."""
+    if not valid_normalization(norm):
+        raise ValueError(
+            f"normalization={norm!r:.80}; use {{'kind': 'paper'}} or {{'kind': 'standardize', "
+            "'mean': m, 'std': s}} with m in 0..1 and s in 1e-6..1 (normalization_for gives one)"
+        )
+
+
+def check_settings(model: Any, config: TrainConfig) -> torch.device:
+    """Refuse settings that do not fit ``model`` or this machine; return the device to use."""
+    device = resolve_device(config.device)
+    name = getattr(model, "config", {}).get("name", type(model).__name__)
+    graphs_refused = config.compile or config.crop or config.flip or config.optimizer == "sdlm"
+    if config.cuda_graphs and (device.type != "cuda" or graphs_refused or launched()):
+        raise ValueError(
+            "cuda_graphs=True records each training step as a CUDA graph: it needs a CUDA device "
+            "(on the CPU, train without it), one process, no compile, no crop or flip and no sdlm"
+        )
+    if config.label_smoothing and callable(getattr(model, "loss", None)):
+        raise ValueError(
+            f"label_smoothing={config.label_smoothing} applies to cross-entropy, but {name} has "
+            "its own loss(); use label_smoothing=0"
+        )
+    if config.optimizer == "sdlm" and not hasattr(model, "configure_optimizer"):
+        raise ValueError(
+            f"optimizer='sdlm' estimates the curvature of LeNet5_1998's layers; {name} is "
+            "another network"
+        )
+    if config.batch_size < 2 and has_batch_norm(model):
+        raise ValueError(
+            f"batch_size={config.batch_size}: the batch normalisation of {name} needs at least 2 "
+            "examples per batch; use batch_size >= 2 (--batch-size)"
+        )
+    return device
+
+
+def has_batch_norm(model: Any) -> bool:
+    """Whether ``model`` normalises over the batch (a batch of one would fail in training)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())

@@ -66,6 +66,8 @@ def _read(path: Path) -> bytes:
 
 def data_root(root: PathLike | None = None) -> Path:
     """The data root: ``root`` if given, else ``$LENET_COURSE_DATA``, else ``<repo>/data``."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root={root!r} is not a folder's path; pass a str or a Path, or None")
     env = os.environ.get(ENV_VAR) or REPO_ROOT / "data"
     path = Path(root if root is not None else env).expanduser()
     # A relative path is read from here, else (a notebook runs in notebooks/) from the repository.
@@ -75,7 +77,8 @@ def data_root(root: PathLike | None = None) -> Path:
 
 def canonical_name(name: str) -> str:
     """Map ``"fashion-mnist"``, ``"FashionMNIST"``, ``"mnist"``... to the course's name."""
-    key = name.lower().replace("_", "-").replace("fashionmnist", "fashion-mnist")
+    key = name.lower().replace("_", "-") if isinstance(name, str) else name
+    key = key.replace("fashionmnist", "fashion-mnist") if isinstance(key, str) else key
     if key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     return key
@@ -207,6 +210,8 @@ def load_dataset(
     """A split ("train"/"test") as CPU tensors, checked: 28 x 28 uint8 images, one label each."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; use 'train' or 'test' (and root=... for the data root)")
+    if not isinstance(download, bool):
+        raise ValueError(f"download={download!r}; use True or False")
     name = canonical_name(name)
     root_path = ensure_dataset(name, root, download=download, verify=False)  # read_idx checks
     image_path, label_path = (idx_path(name, f"{SPLITS[split]}-{s}", root_path) for s in _STEMS)
@@ -240,7 +245,19 @@ def images_and_labels(data: Any, what: str = "data") -> tuple[torch.Tensor, torc
     _check_uint8(images, f"{what} images")  # fit normalises them itself
     if len(images) != len(labels) or len(labels) == 0:
         raise ValueError(f"{what} has {len(images)} images and {len(labels)} labels")
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.min() < 0:
+        raise ValueError(f"{what} labels must be a tensor of whole numbers >= 0 (class indices)")
     return images, labels.long()
+
+
+def check_labels(labels: torch.Tensor, outputs: int, model_name: str) -> None:
+    """Refuse labels that a model with ``outputs`` class scores cannot be trained on."""
+    if int(labels.max()) >= outputs:
+        raise ValueError(
+            f"the training labels go up to {int(labels.max())}, but {model_name} has {outputs} "
+            f"outputs (classes 0..{outputs - 1}); relabel the data, or build a model with "
+            f"num_classes={int(labels.max()) + 1}"
+        )
 
 
 def split_train_validation(

@@ -12,25 +12,27 @@ from __future__ import annotations
 
 import atexit
 import datetime
-import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-#: How long a rank waits for the others at any one exchange before failing (not hanging).
-TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("LENET_COURSE_DDP_TIMEOUT", "120")))
+from lenet_course import config
+
+#: How long a rank waits for the others at any one exchange before failing (not hanging); the
+#: environment variable LENET_COURSE_DDP_TIMEOUT (seconds) changes it.
+TIMEOUT = datetime.timedelta(seconds=120)
 
 
 def launched() -> bool:
     """Whether a launcher (torchrun) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return config.launched()
 
 
 def rank() -> int:
     """This process's number, 0 to world size - 1 (0 without torchrun): rank 0 writes files."""
-    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    return dist.get_rank() if dist.is_initialized() else config.env_number("RANK", 0)
 
 
 def world_size() -> int:
@@ -40,7 +42,7 @@ def world_size() -> int:
 
 def restarted() -> bool:
     """Whether torchrun restarted this group after a failure (``--max-restarts``)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return config.env_number("TORCHELASTIC_RESTART_COUNT", 0) > 0
 
 
 def start(device: torch.device) -> torch.device:
@@ -49,19 +51,20 @@ def start(device: torch.device) -> torch.device:
     if not launched():
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", config.env_number("LOCAL_RANK", 0))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        store, rank_, size = next(dist.rendezvous("env://", timeout=TIMEOUT))  # torchrun's store
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # holds the keys of a failed
-        store = dist.PrefixStore(f"lenet_course/attempt{attempt}", store)  # attempt (torch#135712)
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo",
-            store=store,
-            rank=rank_,
-            world_size=size,
-            timeout=TIMEOUT,
-        )
+        seconds = config.env_number("LENET_COURSE_DDP_TIMEOUT", 120, float, low=1)
+        timeout = datetime.timedelta(seconds=seconds)
+        try:
+            store, rank_, size = next(dist.rendezvous("env://", timeout=timeout))  # torchrun's
+        except dist.DistStoreError as error:  # the other ranks never came
+            raise ValueError(config.missing_ranks(seconds)) from error
+        # each attempt its own keys: the store holds those of a failed attempt (torch#135712)
+        attempt = config.env_number("TORCHELASTIC_RESTART_COUNT", 0)
+        store = dist.PrefixStore(f"lenet_course/attempt{attempt}", store)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=store, rank=rank_, world_size=size, timeout=timeout)
         atexit.register(dist.destroy_process_group)
     return device
 

@@ -142,8 +142,12 @@ class EuclideanRBF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(dim=2)
 
+    @property
+    def out_features(self) -> int:
+        return self.prototypes.shape[0]
+
     def extra_repr(self) -> str:
-        return f"in_features={self.prototypes.shape[1]}, out_features={self.prototypes.shape[0]}"
+        return f"in_features={self.prototypes.shape[1]}, out_features={self.out_features}"
 
 
 MAP_J = 10.0  #: the constant j of the MAP loss; the paper does not give its value

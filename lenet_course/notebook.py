@@ -42,3 +42,13 @@ def recorded_values(notebook: Mapping[str, Any]) -> dict[str, Any]:
         for output in cell.get("outputs", []):
             found.update(output.get("data", {}).get(RECORD_MIME, {}))
     return found
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (where a traceback is not one line)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -5,8 +5,9 @@ negate; MNIST: fit in 20 x 20, centre of mass in the middle)."""
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from lenet_course.checkpoint import load_checkpoint, model_from_checkpoint
+from lenet_course.checkpoint import as_checkpoint, model_from_checkpoint
 from lenet_course.data import PathLike, prepare_images
 from lenet_course.models import class_scores
 
@@ -40,7 +41,7 @@ def load_image(path: PathLike) -> Image.Image:
         with Image.open(path) as image:
             # decode now, so that a truncated file fails here rather than later
             image.load()
-            return ImageOps.exif_transpose(image)
+            image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except PermissionError:
@@ -50,6 +51,10 @@ def load_image(path: PathLike) -> Image.Image:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ImageFileError(f"{path}: unreadable image ({reason})") from None
+    # a float TIFF may hold NaN or inf, which no brightness stands for
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+        raise ImageFileError(f"{path}: has NaN or infinite pixels; save it without them")
+    return image
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -62,6 +67,8 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.uint8).copy()
     # 16-bit images span 0..65535; 32-bit and float ones have no fixed range: their own does
     values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the image has NaN or infinite pixels; replace them with numbers")
     low, high = (0, 65535) if image.mode.startswith("I;16") else (values.min(), values.max())
     values = (values - low) * (255.0 / (high - low)) if high > low else values * 0
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
@@ -109,6 +116,8 @@ def convert_image(image, *, invert=None, dataset="fashion-mnist") -> ConvertedIm
     uint8 images; ``invert=None`` inverts it if its background is light."""
     if dataset not in LAYOUTS:
         raise ValueError(f"dataset={dataset!r}; expected one of {sorted(LAYOUTS)}")
+    if not (invert is None or isinstance(invert, bool | np.bool_)):
+        raise TypeError(f"invert={invert!r}; use None (invert a light background), True or False")
     image = load_image(image) if isinstance(image, (str, os.PathLike)) else image
     gray = to_grayscale(image) if isinstance(image, Image.Image) else np.asarray(image)
     if gray.dtype != np.uint8 or gray.ndim != 2:
@@ -129,15 +138,22 @@ def convert_image(image, *, invert=None, dataset="fashion-mnist") -> ConvertedIm
     return ConvertedImage(_place(values, level, dataset), inverted, background, gray.shape[::-1])
 
 
-def class_probabilities(model, images, normalization, *, batch_size=1000) -> torch.Tensor:
-    """Softmax of the class scores (models.class_scores) of uint8 ``images``: N x classes, CPU."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}; it must be at least 1")
+def class_probabilities(
+    model, images, normalization, *, batch_size=1000, flip=False
+) -> torch.Tensor:
+    """Softmax of the class scores (models.class_scores) of uint8 ``images``: N x classes, CPU;
+    ``flip`` (test-time flips): the mean of each image's and its mirror image's."""
+    if not (_whole(batch_size) and batch_size >= 1):
+        raise ValueError(f"batch_size={batch_size!r}; it must be a whole number, at least 1")
+    if not isinstance(flip, bool):  # "no" would flip
+        raise TypeError(f"flip={flip!r}; use True (test-time flips) or False")
     if len(images) == 0:
         return torch.empty(0, 0)
     device = next(model.parameters()).device
     x = prepare_images(images.to(device), model.input_spec, dict(normalization))
-    return torch.softmax(class_scores(model, x, batch_size).float(), dim=1).cpu()
+    scores = class_scores(model, x, batch_size, flip).float()
+    # with flips, class_scores gives the mean probabilities already
+    return (scores if flip else torch.softmax(scores, dim=1)).cpu()
 
 
 def top_classes(probabilities, class_names, k=3) -> list[list[tuple[str, float]]]:
@@ -183,13 +199,19 @@ class Prediction:
 
 
 def predict_files(checkpoint, paths, *, top_k=3, invert=None, model=None) -> list[Prediction]:
-    """One :class:`Prediction` per file from a checkpoint (a path or a loaded dict; ``model``: one
-    built from it).  An unreadable file, or one with NaN probabilities, gets an ``error``."""
-    checkpoint = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    """One :class:`Prediction` per file (``paths``: one path or a list) from a checkpoint (a path
+    or a loaded dict; ``model``: one built from it), with the test-time flips of the run that made
+    it.  An unreadable file, or one with NaN probabilities, gets an ``error``."""
+    checkpoint = as_checkpoint(checkpoint)
+    paths = _check_paths(paths)
+    class_names = checkpoint["class_names"]
+    if not (_whole(top_k) and 1 <= top_k <= len(class_names)):
+        raise ValueError(f"top_k={top_k!r}; use a whole number from 1 to {len(class_names)}")
+    if not isinstance(model, torch.nn.Module | None):
+        why = "pass model_from_checkpoint(checkpoint) or leave it out"
+        raise TypeError(f"model is a {type(model).__name__}, not an nn.Module; {why}")
     model = model if model is not None else model_from_checkpoint(checkpoint)
-    class_names = list(checkpoint["class_names"])
-    if not 1 <= top_k <= len(class_names):
-        raise ValueError(f"top_k={top_k}; it must be between 1 and {len(class_names)}")
+    flip = bool(checkpoint["train_config"].get("test_flip"))  # as the run and evaluate measured
     layout = checkpoint.get("dataset") if checkpoint.get("dataset") in LAYOUTS else "fashion-mnist"
     predictions = []
     for path in paths:
@@ -201,7 +223,8 @@ def predict_files(checkpoint, paths, *, top_k=3, invert=None, model=None) -> lis
     good = [p for p in predictions if p.error is None]
     if good:
         pixels = torch.stack([p.pixels for p in good])  # type: ignore[misc]
-        probabilities = class_probabilities(model, pixels, checkpoint["normalization"])
+        normalization = checkpoint["normalization"]
+        probabilities = class_probabilities(model, pixels, normalization, flip=flip)
         tops = top_classes(probabilities, class_names, top_k)
         # NaN when the weights are not finite, or overflow on this picture
         for p, top, finite in zip(good, tops, probabilities.isfinite().all(dim=1), strict=True):
@@ -210,3 +233,20 @@ def predict_files(checkpoint, paths, *, top_k=3, invert=None, model=None) -> lis
             else:
                 p.error = f"{p.path}: the model gives NaN or infinite probabilities; retrain it"
     return predictions
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_paths(paths: Any) -> list[PathLike]:
+    """``paths`` as a list of file paths: one path is a list of one (not of its characters)."""
+    if isinstance(paths, str | os.PathLike):
+        return [paths]
+    if not isinstance(paths, Iterable) or isinstance(paths, bytes | Mapping):
+        raise TypeError(f"paths: got {type(paths).__name__}; give an image file's path or a list")
+    paths = list(paths)
+    for index, path in enumerate(paths):
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"paths[{index}]: got {type(path).__name__}, not a file path (a str)")
+    return paths

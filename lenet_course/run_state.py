@@ -21,11 +21,18 @@ from lenet_course.checkpoint import (
     check_state_dict,
     load_checkpoint,
 )
-from lenet_course.config import RunContract, TrainConfig, learning_rate_at, resolve_device
+from lenet_course.config import (
+    RunContract,
+    TrainConfig,
+    check_settings,
+    has_batch_norm,
+    learning_rate_at,
+)
 from lenet_course.data import (
     CLASS_NAMES,
     InputSpec,
     augment,
+    check_labels,
     epoch_permutation,
     images_and_labels,
     normalization_for,
@@ -53,6 +60,7 @@ class Batches:
     flip: bool = False
     background: float = 0.0  # a blank pixel, prepared: what a crop shifts in
     world: int = 1  # processes training together (torchrun)
+    least: int = 1  # the fewest examples a process may get in a step (2 for batch normalisation)
 
     @property
     def per_step(self) -> int:
@@ -61,9 +69,10 @@ class Batches:
 
     @property
     def steps(self) -> int:
-        """Steps per epoch; a last batch smaller than the world size is left out."""
+        """Steps per epoch; a last batch too small to give each process ``least`` examples is
+        left out."""
         full, rest = divmod(len(self.y), self.per_step)
-        return full + (rest >= self.world)
+        return full + (rest >= self.world * self.least)
 
     def local_sizes(self, rank: int) -> torch.Tensor:
         """How many examples process ``rank`` trains on at each step (``distributed.shard``)."""
@@ -130,29 +139,6 @@ class Run:
         return own(outputs) if callable(own) else outputs
 
 
-def check_settings(model: nn.Module, config: TrainConfig) -> torch.device:
-    """Refuse settings that do not fit ``model`` or this machine; return the device to use."""
-    device = resolve_device(config.device)
-    name = getattr(model, "config", {}).get("name", type(model).__name__)
-    graphs_refused = config.compile or config.crop or config.flip or config.optimizer == "sdlm"
-    if config.cuda_graphs and (device.type != "cuda" or graphs_refused or distributed.launched()):
-        raise ValueError(
-            "cuda_graphs=True records each training step as a CUDA graph: it needs a CUDA device "
-            "(on the CPU, train without it), one process, no compile, no crop or flip and no sdlm"
-        )
-    if config.label_smoothing and callable(getattr(model, "loss", None)):
-        raise ValueError(
-            f"label_smoothing={config.label_smoothing} applies to cross-entropy, but {name} has "
-            "its own loss(); use label_smoothing=0"
-        )
-    if config.optimizer == "sdlm" and not hasattr(model, "configure_optimizer"):
-        raise ValueError(
-            f"optimizer='sdlm' estimates the curvature of LeNet5_1998's layers; {name} is "
-            "another network"
-        )
-    return device
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig, batches: Batches) -> Any:
     """The model's own optimiser if it configures one (LeNet-5 of 1998: SDLM), else the one
     ``config`` names, over the model's trainable parameters."""
@@ -198,32 +184,54 @@ def setup(model: nn.Module, train: Any, config: TrainConfig, held_out: dict[str,
         config.flip,
         background=blank.min().item(),
         world=distributed.world_size(),
+        least=2 if has_batch_norm(model) else 1,  # batch normalisation of one example fails
     )
-    if batches.steps == 0:
-        raise ValueError(f"{len(y)} training examples for {batches.world} processes; give each one")
+    check_training_set(batches, model)
     sets = {name: prepared(data, name) for name, data in held_out.items() if data is not None}
     classes = tuple(getattr(train, "classes", ()) or map(str, range(int(y.max()) + 1)))
     dataset = next((name for name, names in CLASS_NAMES.items() if names == classes), None)
     saved = {"class_names": classes, "normalization": norm, "dataset": dataset}
     run = Run(model, config, device, batches, sets, make_optimizer(model, config, batches), saved)
-    run.history.config = recorded_settings(run, images, channels_last)
+    run.history.config = recorded_settings(run, train, held_out.get("test"), channels_last)
     return run
 
 
-def recorded_settings(run: Run, images: torch.Tensor, channels_last: bool) -> dict[str, Any]:
+def check_training_set(batches: Batches, model: nn.Module) -> None:
+    """Refuse labels beyond the model's classes, and fewer examples than processes."""
+    # the classes the model scores: the out_features of its last layer that has them
+    outputs = [m.out_features for m in model.modules() if hasattr(m, "out_features")]
+    if outputs:
+        check_labels(batches.y, outputs[-1], type(model).__name__)
+    if batches.steps == 0:
+        n, world = len(batches.y), batches.world
+        raise ValueError(f"{n} training examples for {world} processes; give each one")
+
+
+def checksum(data: Any) -> str | None:
+    """The crc32 of a set's images and labels: other data, another checksum."""
+    if data is None:
+        return None
+    images, labels = images_and_labels(data)
+    crc = zlib.crc32(labels.cpu().numpy(), zlib.crc32(images.cpu().contiguous().numpy()))
+    return f"crc32:{crc:08x}"
+
+
+def recorded_settings(run: Run, train: Any, test: Any, channels_last: bool) -> dict[str, Any]:
     """What the history, the metrics and every checkpoint record of the run's settings: the
     config, and what decides the run besides it (the contract's other entries)."""
-    y, schedule = run.batches.y, run.config.schedule
-    crc = zlib.crc32(y.cpu().numpy(), zlib.crc32(images.cpu().contiguous().numpy()))
+    b, schedule = run.batches, run.config.schedule
     return {
         **asdict(run.config),
         "device": run.device.type,
         "channels_last": channels_last,
         "schedule": f"callable:{schedule.__qualname__}" if callable(schedule) else schedule,
-        "world_size": run.batches.world,
-        "train_size": len(y),
+        "world_size": b.world,
+        "global_batch": b.per_step,
+        "train_size": len(b.y),
         "validation_size": len(run.held_out.get("validation", ((), ()))[1]),
-        "train_data": f"crc32:{crc:08x}",
+        "test_size": len(run.held_out.get("test", ((), ()))[1]),
+        "train_data": checksum(train),
+        "test_data": checksum(test),
         "input_spec": input_spec(run.model).to_dict(),
         "dataset": run.saved["dataset"],
         "model": getattr(run.model, "config", None),
@@ -233,7 +241,8 @@ def recorded_settings(run: Run, images: torch.Tensor, channels_last: bool) -> di
 def resume_from(run: Run, checkpoint: PathLike) -> None:
     """Continue the same run from ``checkpoint``: weights, optimiser, generators and history."""
     state = load_checkpoint(checkpoint)
-    refusal = run.contract.refusal(RunContract.of(state["train_config"]))
+    saved = RunContract.of(state["train_config"])
+    refusal = run.contract.refusal(saved, len(state["history"]), run.config.epochs)
     if refusal is not None:
         raise ValueError(refusal)
     check_state_dict(run.model, state["state_dict"])

@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -22,14 +23,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lenet_course import distributed
-from lenet_course.checkpoint import History, PathLike, save_checkpoint
-from lenet_course.config import TrainConfig, resolve_device
+from lenet_course.checkpoint import History, PathLike, load_checkpoint, save_checkpoint
+from lenet_course.config import (
+    TrainConfig,
+    as_config,
+    check_normalization,
+    check_positive,
+    resolve_device,
+)
+from lenet_course.config import check_settings as check_settings  # the command line's too
 from lenet_course.data import epoch_permutation as epoch_permutation  # notebook 06's order
 from lenet_course.data import images_and_labels, normalization_for, prepare_images
 from lenet_course.graphs import GraphedSteps
 from lenet_course.models import class_scores
+from lenet_course.notebook import in_notebook
 from lenet_course.run_state import Run, input_spec, resume_from, setup
-from lenet_course.run_state import check_settings as check_settings  # the command line's too
 
 
 class TrainingDivergedError(RuntimeError):
@@ -52,6 +60,7 @@ def fit(
     ``checkpoint`` every epoch is saved, and ``resume=True`` continues the same run from it."""
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint to continue>")
+    config = as_config(config)
     threads = cpu_threads(config.threads) if resolve_device(config.device).type == "cpu" else None
     main = distributed.rank() == 0  # under torchrun, rank 0 alone writes files and shows progress
     with torch_threads(threads), tensorboard(config.tensorboard if main else None) as writer:
@@ -60,7 +69,7 @@ def fit(
         run = setup(model, train, config, {"validation": validation, "test": test})
         start_run(run, threads, checkpoint if resume else None)
         # each epoch: train, evaluate, record, save
-        with progress_bar(run, config.progress and main) as bar:
+        with progress_bar(run, config.progress and main) as bar, stop_button(run, checkpoint):
             for epoch in range(len(run.history), config.epochs):
                 start = time.perf_counter()
                 trained = train_epoch(run, epoch, bar.update)
@@ -72,6 +81,27 @@ def fit(
                     on_epoch_end(run.history.last)
     model.eval()
     return run.history
+
+
+@contextlib.contextmanager
+def stop_button(run: Run, checkpoint: PathLike | None) -> Iterator[None]:
+    """A notebook's stop button ends training: what was trained stays usable, and one line says
+    what the checkpoint holds.  Elsewhere Ctrl-C goes on up: the command line says it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not in_notebook():
+            raise
+        done = len(run.history)
+        saved = (
+            load_checkpoint(checkpoint)["epoch"] if checkpoint and os.path.isfile(checkpoint) else 0
+        )
+        where = f"; {checkpoint} holds epoch {saved} (resume=True continues)" if saved else ""
+        epochs = f"{done} finished epoch" + ("s" if done != 1 else "")
+        print(
+            f"interrupted in epoch {done + 1}: the model and the history hold {epochs}{where}",
+            file=sys.stderr,
+        )
 
 
 def start_run(run: Run, threads: int | None, resume: PathLike | None) -> None:
@@ -167,11 +197,14 @@ def diverged(run: Run, epoch: int, losses: torch.Tensor) -> TrainingDivergedErro
     steps = run.batches.steps
     step = int(bad[0]) if len(bad) else steps - 1
     what = f"the loss became {losses[step].item():g}" if len(bad) else "a weight became NaN/inf"
+    decay = run.config.weight_decay
+    # a large weight decay diverges as a large rate does: lr * weight_decay scales each weight
+    also = f", or the weight decay (weight_decay={decay:g}, --weight-decay)" if decay else ""
     return TrainingDivergedError(
         f"training diverged in epoch {epoch + 1}, step {step + 1} of {steps}: {what} "
         f"(learning rate {run.lr_at(epoch * steps + step):g}). Lower the learning rate (for "
-        f"example lr={run.config.lr / 10:g}) and train again; the last checkpoint, if any, holds "
-        "the last good epoch."
+        f"example lr={run.config.lr / 10:g}){also} and train again; the last checkpoint, if any, "
+        "holds the last good epoch."
     )
 
 
@@ -245,10 +278,12 @@ def evaluate(
 ) -> float:
     """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own);
     ``flip``: with test-time flips (see ``class_scores``)."""
+    check_positive("batch_size", batch_size)
     spec = input_spec(model)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     images, labels = images_and_labels(data)
     norm = normalization if normalization is not None else normalization_for(spec, images)
+    check_normalization(norm)
     x = prepare_images(images.to(device), spec, dict(norm))
     right = class_scores(model, x, batch_size, flip).argmax(1) == labels.to(device)
     return right.sum().item() / len(x)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +75,9 @@ def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict
     ranges = ((1, 32), (1, kernel_max), (1, 6), (0, padding_max), (1, 4))
     sliders = {}
     for name, label, value, (low, high) in zip(names, SLIDERS, values, ranges, strict=True):
-        # a value beyond the usual range stretches it
-        slider = widgets.IntSlider(value=value, min=low, max=max(high, value), description=label)
+        # a value beyond the usual range stretches it (explore_conv refuses a huge one)
+        low, high = min(low, value), max(high, value)
+        slider = widgets.IntSlider(value=value, min=low, max=high, description=label)
         slider.style.description_width = "initial"
         slider.layout.width = "260px"
         sliders[name] = slider
@@ -86,12 +87,14 @@ def _sliders(values: tuple[int, ...], kernel_max: int, padding_max: int) -> dict
 def conv_explorer(size=28, kernel_size=5, stride=1, padding=2, dilation=1):
     """Sliders for a convolution, its output size (or why it is impossible) and its windows."""
     values = (size, kernel_size, stride, padding, dilation)
+    explore_conv(*values)  # refuses what no slider should hold, before the sliders are made
     return Explorer(explore_conv, _sliders(values, kernel_max=11, padding_max=6))
 
 
 def pool_explorer(size=7, kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=True):
     """Like :func:`conv_explorer`, for ``nn.MaxPool2d``, with a ``ceil_mode`` checkbox."""
     values = (size, kernel_size, stride, padding, dilation)
+    explore_pool(*values, ceil_mode)  # refuses what no slider or checkbox should hold
     sliders = _sliders(values, kernel_max=8, padding_max=4)
     sliders["ceil_mode"] = widgets.Checkbox(value=ceil_mode, description="ceil_mode", indent=False)
     return Explorer(explore_pool, sliders)
@@ -118,16 +121,19 @@ class KernelView:
 def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
     """The pure function behind :func:`kernel_explorer`: one step of a cross-correlation (no
     padding, stride 1) of a 2-D ``image`` with a 2-D ``kernel``, as ``F.conv2d`` computes it."""
-    image, kernel = torch.as_tensor(image).float(), torch.as_tensor(kernel).float()
-    if image.dim() != 2 or kernel.dim() != 2:
-        raise ValueError(f"image {tuple(image.shape)}, kernel {tuple(kernel.shape)}: use 2-D")
+    image, kernel = _grid("image", image), _grid("kernel", kernel)
     (height, width), (kh, kw) = image.shape, kernel.shape
+    if kh > height or kw > width:
+        why = f"a {kh}x{kw} kernel has no positions on a {height}x{width} image"
+        raise ValueError(f"{why}; use a kernel at most as large as the image")
     rows, cols = height - kh + 1, width - kw + 1
-    if not (0 <= row < rows and 0 <= col < cols):
+    whole = all(hasattr(i, "__index__") and not isinstance(i, bool) for i in (row, col))
+    if not (whole and 0 <= row < rows and 0 <= col < cols):
         raise ValueError(
-            f"row={row}, col={col}: a {kh}x{kw} kernel on a {height}x{width} image has positions"
-            f" 0..{rows - 1} x 0..{cols - 1}"
+            f"row={row!r}, col={col!r}: a {kh}x{kw} kernel on a {height}x{width} image has "
+            f"positions 0..{rows - 1} x 0..{cols - 1} (whole numbers)"
         )
+    row, col = int(row), int(col)
     products = image[row : row + kh, col : col + kw] * kernel
     full = F.conv2d(image[None, None], kernel[None, None])[0, 0]
     # the output so far: every position up to (row, col) in reading order
@@ -136,8 +142,30 @@ def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
     return KernelView(image, kernel, row, col, products, float(products.sum()), output)
 
 
+def _grid(name: str, value: Any) -> torch.Tensor:
+    """``value`` (a tensor, an array or a list of rows) as a 2-D float tensor, or a clear error."""
+    try:
+        grid = torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        grid = None  # text, a ragged list, a dict: not a grid of numbers
+    if grid is None or grid.dim() != 2 or grid.numel() == 0:
+        what = "is not a grid of numbers" if grid is None else f"has shape {tuple(grid.shape)}"
+        how = "a tensor, an array or a list of equal-length rows"
+        raise ValueError(f"{name} {what}; use 2-D numbers, at least 1x1 ({how})")
+    return grid
+
+
 def kernel_explorer(image, kernels: dict[str, Any], row=0, col=0) -> widgets.VBox:
     """Sliders move a kernel, chosen from ``kernels``, over ``image``; draws :func:`kernel_view`."""
+    if not isinstance(kernels, Mapping) or not kernels:
+        got = "empty" if isinstance(kernels, Mapping) else f"a {type(kernels).__name__}"
+        example = "{'edges': [[1, 0, -1]] * 3}"
+        raise ValueError(f"kernels is {got}; give a dict of names to kernels, e.g. {example}")
+    # the sliders move over one output map: the kernels must all have one shape
+    shapes = {name: _grid(f"kernel {name!r}", kernel).shape for name, kernel in kernels.items()}
+    if len(set(shapes.values())) > 1:
+        found = ", ".join(f"{name}: {'x'.join(map(str, s))}" for name, s in shapes.items())
+        raise ValueError(f"kernels of different sizes ({found}); give kernels of one size")
     rows, cols = kernel_view(image, next(iter(kernels.values())), row, col).output.shape
     down = widgets.IntSlider(value=row, min=0, max=rows - 1, description="row")
     across = widgets.IntSlider(value=col, min=0, max=cols - 1, description="column")
@@ -175,9 +203,13 @@ class FeatureMapView:
 def feature_map_view(model, data, normalization, index: int, stage: str) -> FeatureMapView:
     """The pure function behind :func:`feature_map_explorer`: ``stage``'s maps of test image
     ``index`` (``data`` is an ``ImageSet``)."""
+    if not (hasattr(model, "input_spec") and hasattr(data, "labels")):
+        got = f"model: {type(model).__name__}, data: {type(data).__name__}"
+        raise TypeError(f"{got}; pass a course model (build_model) and an ImageSet (load_dataset)")
     count = len(data.labels)
-    if not 0 <= index < count:
-        raise ValueError(f"index={index}; choose an image in 0..{count - 1}")
+    whole = hasattr(index, "__index__") and not isinstance(index, bool)
+    if not (whole and 0 <= index < count):
+        raise ValueError(f"index={index!r}; choose an image in 0..{count - 1} (a whole number)")
     image = data.images[index].cpu()
     inputs = prepare_images(image[None], model.input_spec, normalization)
     device = next(model.parameters()).device
@@ -187,6 +219,11 @@ def feature_map_view(model, data, normalization, index: int, stage: str) -> Feat
 
 def feature_map_explorer(model, data, normalization, *, index=0, stages=STAGES) -> widgets.VBox:
     """A slider for the test image and a menu for the stage, drawing :func:`feature_map_view`."""
+    stages = [stages] if isinstance(stages, str) else list(stages)
+    if not stages:
+        raise ValueError(f"stages is empty; choose some of {STAGES}")
+    for stage in stages:  # a bad index or stage is refused here, before the slider clamps it
+        feature_map_view(model, data, normalization, index, stage)
     slider = widgets.IntSlider(value=index, min=0, max=len(data.labels) - 1, description="image")
     slider.continuous_update = False
     menu = widgets.Dropdown(options=list(stages), value=stages[0], description="layer")

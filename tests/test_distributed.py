@@ -199,7 +199,8 @@ def test_ranks_started_with_different_settings_fail_with_a_clear_error(tmp_path,
 def test_a_command_that_torchrun_restarts_continues_its_run(tmp_path, monkeypatch, restarts):
     """After a restart the same command line runs again: --overwrite would delete the run that
     the failed attempt saved, so a restarted rank resumes it instead (its checkpoint is there)."""
-    from lenet_course.cli import _check_out, build_parser
+    from lenet_course.cli import build_parser
+    from lenet_course.run_folder import check_out as _check_out
 
     (tmp_path / "checkpoint.pt").write_bytes(b"saved by the failed attempt")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", restarts)

@@ -22,8 +22,10 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # acceptance of any real number (fractions, numpy scalars, one-element tensors; issue 23) added 11.
 # Issue 24 formats the package with `ruff format` (3,715 lines as written were 4,416 formatted),
 # splits the trainer for readers (run_state.py, arguments.py, a RunContract) and shortens what
-# restated the code: 4,286 formatted, over the issue's 3,900 (aim 3,500). A ratchet, as above.
-MAX_PACKAGE_LINES = 4286
+# restated the code: 4,286 formatted, over the issue's 3,900 (aim 3,500). Issue 25's refusals (the
+# resume contract's new entries, environment variables, types checked, the --out folder's module,
+# Ctrl-C anywhere, predict's flips, explorers that never fall over) added 535: 4,821.
+MAX_PACKAGE_LINES = 4821
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
