@@ -193,7 +193,7 @@ class RunContract:
         "validation_size": "--validation",
         "test_size": "--test-subset",
         "test_flip": "--test-flip/--no-test-flip",
-        "channels_last": "--device",
+        "channels_last": "--device (channels_last follows it)",
         "train_data": "--dataset/--train-subset/--validation/--seed",
         "test_data": "--dataset/--test-subset/--seed",
     }

@@ -28,16 +28,19 @@ class GraphedSteps:
         x: torch.Tensor,
         y: torch.Tensor,
         batch_size: int,
+        steps: int,
         seed: int,
         lrs: list[float],
     ) -> None:
         self.step, self.x, self.y, self.batch_size, self.seed = step, x, y, batch_size, seed
-        self.steps = -(-len(y) // batch_size)  # one process: every example, a short last batch
+        self.steps = steps  # as the plain loop takes them (Batches.steps: maybe no last one)
         device = y.device
         self.order = torch.arange(len(y), device=device)  # the epoch's permutation
-        self.counter = torch.zeros(1, dtype=torch.long, device=device)  # each replay adds 1
+        # a one-element tensor, so that indexing with it stays on the device; each replay adds 1
+        self.counter = torch.zeros(1, dtype=torch.long, device=device)
         self.lrs = torch.tensor(lrs, device=device)  # every step's rate, copied into lr
         self.lr = torch.zeros((), device=device)  # what the optimiser reads
+        # per step, overwritten by the next epoch's replays
         self.losses = torch.zeros(self.steps, device=device)
         self.correct = torch.zeros(self.steps, dtype=torch.long, device=device)
         self.graphs: dict[int, Any] = {}  # batch size -> its graph
@@ -76,9 +79,11 @@ class GraphedSteps:
         weights = {k: v.clone() for k, v in model.state_dict().items()}
         saved = {(id(p), k): v.clone() for p, s in optimizer.state.items() for k, v in s.items()}
         n = len(self.y)
-        sizes = dict.fromkeys((min(self.batch_size, n), n - (self.steps - 1) * self.batch_size))
+        last = min(self.batch_size, n - (self.steps - 1) * self.batch_size)
+        sizes = dict.fromkeys((min(self.batch_size, n), last))  # an ordered set: full, last
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
+        # twice each: the first creates the optimiser's state, the second steps with it
         with torch.cuda.stream(side):  # cuDNN, cuBLAS and the optimiser state start outside
             for size in [*sizes, *sizes]:
                 self.counter.zero_()

@@ -105,6 +105,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     saved: dict[str, Any]  # what each checkpoint stores besides the weights: class names, ...
     history: History = field(default_factory=History)
+    # set by train.start_run, once the ranks agree and a resumed run is loaded:
     runner: Any = None  # the model as it trains: itself, DDP-wrapped or compiled
     graphed: GraphedSteps | None = None  # the step as CUDA graphs (cuda_graphs=True)
 

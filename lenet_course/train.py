@@ -56,8 +56,10 @@ def fit(
     on_epoch_end: Callable[[dict[str, Any]], Any] | None = None,
 ) -> History:
     """Train ``model`` on ``train`` (an ``ImageSet`` or ``(uint8 images, labels)``) as ``config``
-    says, evaluating ``validation`` and ``test`` after every epoch; return its History.  With
-    ``checkpoint`` every epoch is saved, and ``resume=True`` continues the same run from it."""
+    (or the recipe it names) says, evaluating ``validation`` and ``test`` after every epoch; return
+    its History, the model left in eval mode.  With ``checkpoint`` every epoch is saved, and
+    ``resume=True`` continues the same run from it.  In a notebook the stop button ends training
+    early: the History holds the epochs finished, and one line says what was saved."""
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint to continue>")
     config = as_config(config)
@@ -72,8 +74,9 @@ def fit(
         with progress_bar(run, config.progress and main) as bar, stop_button(run, checkpoint):
             for epoch in range(len(run.history), config.epochs):
                 start = time.perf_counter()
-                trained = train_epoch(run, epoch, bar.update)
-                log_epoch(run, end_epoch(run, epoch, trained, start), bar, writer)
+                trained = train_epoch(run, epoch, bar.update)  # CUDA graphs replay, if asked for
+                record = end_epoch(run, epoch, trained, start)  # evaluate; stop if diverged
+                log_epoch(run, record, bar, writer)
                 if checkpoint is not None and main:
                     save(run, checkpoint)
                 distributed.barrier()  # every rank goes on once the epoch is saved
@@ -93,9 +96,9 @@ def stop_button(run: Run, checkpoint: PathLike | None) -> Iterator[None]:
         if not in_notebook():
             raise
         done = len(run.history)
-        saved = (
-            load_checkpoint(checkpoint)["epoch"] if checkpoint and os.path.isfile(checkpoint) else 0
-        )
+        # what this run (or the run it resumed) saved, not a file an earlier run left there
+        there = checkpoint is not None and done > 0 and os.path.isfile(checkpoint)
+        saved = load_checkpoint(checkpoint)["epoch"] if there else 0
         where = f"; {checkpoint} holds epoch {saved} (resume=True continues)" if saved else ""
         epochs = f"{done} finished epoch" + ("s" if done != 1 else "")
         print(
@@ -118,7 +121,8 @@ def start_run(run: Run, threads: int | None, resume: PathLike | None) -> None:
         start = time.perf_counter()
         lrs = [run.lr_at(step) for step in range(run.config.epochs * run.batches.steps)]
         b = run.batches
-        run.graphed = GraphedSteps(partial(train_step, run), b.x, b.y, b.batch_size, b.seed, lrs)
+        step = partial(train_step, run)
+        run.graphed = GraphedSteps(step, b.x, b.y, b.batch_size, b.steps, b.seed, lrs)
         run.graphed.capture(run.model, run.optimizer)
         run.history.config["capture_seconds"] = time.perf_counter() - start
 
@@ -142,8 +146,10 @@ def train_epoch(run: Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torch
 
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One step: zero_grad, forward, loss, backward, step, as notebook 06 writes it out.
-    Returns the loss and the correct count, left on the device (reading them would wait)."""
+    """One step: zero_grad, forward, loss, backward, step, as notebook 06 writes it out, with
+    bfloat16 autocast if asked for, the model as it trains (``run.runner``: DDP or compiled) and
+    the model's own loss and scores if it has them.  Returns the loss and the correct count, left
+    on the device (reading them would wait)."""
     run.optimizer.zero_grad(set_to_none=True)
     with run.autocast():
         outputs = run.runner(images)
@@ -316,6 +322,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch's generators (CPU and CUDA) and Python's ``random``: same seed, same weights."""
+    """Seed torch's generators (CPU and CUDA) and Python's ``random``: call it before building a
+    model for the same weights (fit calls it again for the same dropout and augmentation)."""
     random.seed(seed)
     torch.manual_seed(seed)

@@ -264,3 +264,24 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory, real_data_root: Path) -
         artifacts = REPO / "test-artifacts" / "browser"
         artifacts.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log, artifacts / "jupyterlab.log")
+
+
+def outcome(argv: list[str], capsys) -> tuple[int, list[str], str]:
+    """(exit status, the lines on stderr, stdout) of a command line, run in this process."""
+    from lenet_course.cli import main
+
+    try:
+        status = main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.err.strip().splitlines(), captured.out
+
+
+def refused(argv: list[str], capsys, code: int, needles: list[str]) -> str:
+    """Run the command line: exit status ``code`` and one line on stderr holding every needle."""
+    status, err, _ = outcome(argv, capsys)
+    assert status == code and len(err) == 1, (status, err)
+    missing = [needle for needle in needles if needle not in err[0]]
+    assert not missing, (missing, err[0])
+    return err[0]

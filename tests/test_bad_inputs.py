@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import outcome, refused
 from PIL import Image
 
 from lenet_course import cli
@@ -49,25 +50,6 @@ def files(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every regular file in ``folder``: its bytes and its modification time."""
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())
             if p.is_file()} if folder.is_dir() else {}
-
-
-def outcome(argv: list[str], capsys) -> tuple[int, list[str], str]:
-    """(exit status, the lines on stderr, stdout) of a command line."""
-    try:
-        status = main(argv)
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.err.strip().splitlines(), captured.out
-
-
-def refused(argv: list[str], capsys, code: int, needles: list[str]) -> str:
-    """Run the command line: exit status ``code`` and one line on stderr holding every needle."""
-    status, err, _ = outcome(argv, capsys)
-    assert status == code and len(err) == 1, (status, err)
-    missing = [needle for needle in needles if needle not in err[0]]
-    assert not missing, (missing, err[0])
-    return err[0]
 
 
 def edit(change: Callable[[dict], object]) -> Callable[[Path], None]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import outcome, refused
 
 from lenet_course import checkpoint as checkpoint_module
 from lenet_course import cli, run_folder
@@ -60,23 +61,6 @@ def files(folder: Path) -> dict[str, tuple[bytes, int]]:
     if not folder.is_dir():
         return {}
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
-
-
-def outcome(argv: list[str], capsys) -> tuple[int, list[str], str]:
-    try:
-        status = main(argv)
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.err.strip().splitlines(), captured.out
-
-
-def refused(argv: list[str], capsys, code: int, needles: list[str]) -> str:
-    """Exit status ``code`` and one line on stderr holding every needle, no traceback."""
-    status, err, _ = outcome(argv, capsys)
-    assert status == code and len(err) == 1, (status, err)
-    assert not [needle for needle in needles if needle not in err[0]], err[0]
-    return err[0]
 
 
 def ctrl_c() -> None:
