@@ -25,11 +25,6 @@ from lenet_course import config
 TIMEOUT = datetime.timedelta(seconds=120)
 
 
-def launched() -> bool:
-    """Whether a launcher (torchrun) started this process as one of several."""
-    return config.launched()
-
-
 def rank() -> int:
     """This process's number, 0 to world size - 1 (0 without torchrun): rank 0 writes files."""
     return dist.get_rank() if dist.is_initialized() else config.env_number("RANK", 0)
@@ -48,7 +43,7 @@ def restarted() -> bool:
 def start(device: torch.device) -> torch.device:
     """Join the group that torchrun describes, once (gloo on CPUs, NCCL on GPUs), and return this
     rank's device: on CUDA, the GPU numbered LOCAL_RANK."""
-    if not launched():
+    if not config.launched():
         return device
     if device.type == "cuda":
         device = torch.device("cuda", config.env_number("LOCAL_RANK", 0))

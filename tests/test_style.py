@@ -24,8 +24,8 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # splits the trainer for readers (run_state.py, arguments.py, a RunContract) and shortens what
 # restated the code: 4,286 formatted, over the issue's 3,900 (aim 3,500). Issue 25's refusals (the
 # resume contract's new entries, environment variables, types checked, the --out folder's module,
-# Ctrl-C anywhere, predict's flips, explorers that never fall over) added 548: 4,834.
-MAX_PACKAGE_LINES = 4834
+# Ctrl-C anywhere, predict's flips, explorers that never fall over) added 543: 4,829.
+MAX_PACKAGE_LINES = 4829
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
