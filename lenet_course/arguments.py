@@ -1,8 +1,7 @@
 """Argument checks, so that the modules that teach read like their ideas. For :mod:`arithmetic` and
 :mod:`counting`, errors name the value PyTorch refuses and what would be valid (a TypeError for a
-wrong type); for :mod:`cli`, number types and a parser whose errors are one line."""
-
-from __future__ import annotations
+wrong type); :func:`choose` looks a name up in a table; for :mod:`cli`, number types and a parser
+whose errors are one line."""
 
 import argparse
 import operator
@@ -35,17 +34,16 @@ class Axis:
         return ValueError(f"{where}{name}={getattr(self, argument)} {why}")
 
 
+#: What a size check returns: the settings along height and along width, and whether any was a pair
+Axes = tuple[list[Axis], bool]
+
+
 def check_span(kernel_size: int, dilation: int) -> None:
     if kernel_size < 1 or dilation < 1:  # what PyTorch refuses
         raise ValueError(f"kernel_size={kernel_size}, dilation={dilation}; use both >= 1")
 
 
-# --- sizes: each check returns the settings along height and width, and whether any was a pair
-
-
-def check_conv(
-    size: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any
-) -> tuple[list[Axis], bool]:
+def check_conv(size, kernel_size, stride, padding, dilation) -> Axes:
     if isinstance(padding, str) and padding not in ("valid", "same"):
         raise ValueError(f"padding={padding!r} is unknown; use 'valid', 'same' or an int >= 0")
     same = padding == "same"
@@ -60,9 +58,7 @@ def check_conv(
     return axes, as_pair
 
 
-def check_pool(
-    size: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any
-) -> tuple[list[Axis], bool]:
+def check_pool(size, kernel_size, stride, padding, dilation, ceil_mode) -> Axes:
     if not isinstance(ceil_mode, bool):  # PyTorch refuses it too; "no" would round up
         raise TypeError(f"ceil_mode={ceil_mode!r} is not a bool; use ceil_mode=True or False")
     if isinstance(padding, str):
@@ -73,9 +69,7 @@ def check_pool(
     return axes, as_pair
 
 
-def check_conv_transpose(
-    size: Any, kernel_size: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any
-) -> tuple[list[Axis], bool]:
+def check_conv_transpose(size, kernel_size, stride, padding, output_padding, dilation) -> Axes:
     axes, as_pair = _per_axis(size, kernel_size, stride, padding, dilation, output_padding)
     for axis in axes:
         _check_window(axis, fit=False)  # each input pixel spreads over one window
@@ -94,7 +88,7 @@ def check_conv_transpose(
 _SETTINGS = ("size", "kernel_size", "stride", "padding", "dilation", "output_padding")
 
 
-def _per_axis(*values: Any) -> tuple[list[Axis], bool]:
+def _per_axis(*values: Any) -> Axes:
     """The settings, in the order of _SETTINGS, along height and along width."""
     settings = dict(zip(_SETTINGS, values, strict=False))  # output_padding: transposed only
     pairs = frozenset(name for name, v in settings.items() if isinstance(v, (tuple, list)))
@@ -109,9 +103,7 @@ def _per_axis(*values: Any) -> tuple[list[Axis], bool]:
     return [Axis(0, pairs, **height), Axis(1, pairs, **width)], bool(pairs)
 
 
-def _check_window(
-    axis: Axis, pool: bool = False, ceil_mode: bool = False, fit: bool = True
-) -> None:
+def _check_window(axis: Axis, pool=False, ceil_mode=False, fit=True) -> None:
     """Refuse what PyTorch refuses along one axis of a convolution or a pooling."""
     for argument in ("size", "kernel_size", "stride", "dilation"):
         if getattr(axis, argument) < 1:
@@ -164,17 +156,14 @@ EXPLORER_LIMIT = 256
 
 
 def check_explorer(*values: Any) -> None:
-    """Refuse what the explorers cannot draw: a setting (in the order of _SETTINGS) that is not
-    one int, or a huge one."""
+    """Refuse settings (ordered as _SETTINGS) the explorers cannot draw: not one int, or huge."""
     for name, value in zip(_SETTINGS, values, strict=False):
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(f"{name}={value!r} is not an int; the explorers show square layers")
         if abs(value) > EXPLORER_LIMIT:
-            limits = f"-{EXPLORER_LIMIT}..{EXPLORER_LIMIT}"
-            functions = "conv2d_output_size and pool2d_output_size take any size"
-            raise ValueError(
-                f"{name}={value} is beyond what the explorers draw ({limits}); {functions}"
-            )
+            why = f"is beyond what the explorers draw (-{EXPLORER_LIMIT}..{EXPLORER_LIMIT}); "
+            why += "conv2d_output_size and pool2d_output_size take any size"
+            raise ValueError(f"{name}={value} {why}")
 
 
 # --- counts --------------------------------------------------------------------------------------
@@ -210,6 +199,13 @@ def check_shapes_known(model: Any) -> None:
             raise ValueError(f"parameter {name!r} of a lazy layer has no shape yet; {why}")
 
 
+def choose(table: dict, key: Any, problem: str) -> Any:
+    """``table[key]``, or a ValueError that says ``problem`` and what to choose from."""
+    if key not in table:
+        raise ValueError(f"{problem}; choose one of {list(table)}")
+    return table[key]
+
+
 # --- the command line's arguments ------------------------------------------------------------
 
 
@@ -236,9 +232,8 @@ def number(
             raise argparse.ArgumentTypeError(f"{text} is not a finite number")
         if (value <= low if low_open else value < low) or (high is not None and value >= high):
             bound = f"> {low}" if low_open else f">= {low}"
-            raise argparse.ArgumentTypeError(
-                f"{value} must be {bound}" + (f" and < {high}" if high is not None else "")
-            )
+            bound += "" if high is None else f" and < {high}"
+            raise argparse.ArgumentTypeError(f"{value} must be {bound}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages

@@ -1,44 +1,31 @@
 """Convolution arithmetic: how big a layer's output is, and what one output unit sees. Sizes and
-refusals match PyTorch's (property tests check; :mod:`arguments` words the errors). No torch
-here: the widgets start fast."""
-
-from __future__ import annotations
+refusals match PyTorch's (property tests check; :mod:`arguments` words the errors). Each size
+argument is an int (height and width alike) or a pair (height, width); a result is an int when
+every argument was. No torch here: the widgets start fast."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lenet_course.arguments import (
-    check_conv,
-    check_conv_transpose,
-    check_explorer,
-    check_pool,
-    check_span,
-)
+from lenet_course import arguments
 
 if TYPE_CHECKING:
     from torch import nn
 
-IntOrPair = int | tuple[int, int]  # one int for both height and width, or a pair (height, width)
+IntOrPair = int | tuple[int, int]
 
 
 def span(kernel_size: int, dilation: int = 1) -> int:
     """How many input pixels one window covers, holes included."""
-    check_span(kernel_size, dilation)
+    arguments.check_span(kernel_size, dilation)
     # kernel_size taps, with dilation - 1 skipped pixels between neighbours
     return dilation * (kernel_size - 1) + 1
 
 
-def conv2d_output_size(
-    size: IntOrPair,
-    kernel_size: IntOrPair,
-    stride: IntOrPair = 1,
-    padding: IntOrPair | str = 0,
-    dilation: IntOrPair = 1,
-) -> IntOrPair:
-    """The output height and width of ``nn.Conv2d``: an int when every argument is an int, else a
-    pair. ``padding`` may also be ``"valid"`` (none) or ``"same"`` (keep the size; stride 1)."""
-    axes, as_pair = check_conv(size, kernel_size, stride, padding, dilation)
+def conv2d_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> IntOrPair:
+    """The output height and width of ``nn.Conv2d``. ``padding`` may also be ``"valid"`` (none)
+    or ``"same"`` (keep the size; stride 1)."""
+    axes, as_pair = arguments.check_conv(size, kernel_size, stride, padding, dilation)
     if padding == "same":  # pads just enough to keep the size
         out = [axis.size for axis in axes]
     else:  # how many windows fit: floor((size + 2*padding - span) / stride) + 1
@@ -47,17 +34,12 @@ def conv2d_output_size(
 
 
 def pool2d_output_size(
-    size: IntOrPair,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
+    size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
 ) -> IntOrPair:
     """The output height and width of ``nn.MaxPool2d`` and ``nn.AvgPool2d`` (dilation 1).
     ``ceil_mode=True`` rounds up: a last window may overhang but not start in the right padding."""
     stride = kernel_size if stride is None else stride  # as in PyTorch
-    axes, as_pair = check_pool(size, kernel_size, stride, padding, dilation, ceil_mode)
+    axes, as_pair = arguments.check_pool(size, kernel_size, stride, padding, dilation, ceil_mode)
     out = []
     for axis in axes:
         room = axis.size + 2 * axis.padding - axis.span
@@ -71,22 +53,16 @@ def pool2d_output_size(
 
 
 def conv_transpose2d_output_size(
-    size: IntOrPair,
-    kernel_size: IntOrPair,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    output_padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
+    size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1
 ) -> IntOrPair:
     """The output size of ``nn.ConvTranspose2d``: an input size from which ``Conv2d`` with the
     same settings makes ``size`` (``output_padding`` picks which, as its floor forgets)."""
     settings = (size, kernel_size, stride, padding, output_padding, dilation)
-    axes, as_pair = check_conv_transpose(*settings)
-    # Conv2d's formula solved for its input size
-    out = [
-        (axis.size - 1) * axis.stride - 2 * axis.padding + axis.span + axis.output_padding
-        for axis in axes
-    ]
+    axes, as_pair = arguments.check_conv_transpose(*settings)
+    out = []
+    for axis in axes:  # Conv2d's formula solved for its input size
+        grown = (axis.size - 1) * axis.stride - 2 * axis.padding + axis.span
+        out.append(grown + axis.output_padding)
     return tuple(out) if as_pair else out[0]
 
 
@@ -104,7 +80,7 @@ class Window:
     name: str = ""
 
     def __post_init__(self) -> None:  # what PyTorch refuses, on an input so large any window fits
-        check_conv(2**31, self.kernel_size, self.stride, self.padding, self.dilation)
+        arguments.check_conv(2**31, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -117,14 +93,14 @@ class ReceptiveField:
     start: float  # the first unit's centre: 0 is the first pixel, negative is in the padding
 
 
-def receptive_fields(layers: Iterable[Window | tuple] | nn.Module) -> list[ReceptiveField]:
-    """The receptive field after each layer: it widens by ``(span - 1) * jump``, and the jump
-    grows by the stride. ``layers``: windows, tuples of their fields, or a model."""
+def receptive_fields(layers: "Iterable[Window | tuple] | nn.Module") -> list[ReceptiveField]:
+    """The receptive field after each of ``layers``: windows, tuples of their fields, or a model."""
     if hasattr(layers, "named_modules"):  # an nn.Module (nn.Sequential is iterable, too)
-        layers = windows_of(layers)  # type: ignore[arg-type]
+        layers = windows_of(layers)
     size, jump, start, fields = 1, 1, 0.0, []
     for index, layer in enumerate(layers):
         window = layer if isinstance(layer, Window) else Window(*layer)
+        # a window widens the field by (span - 1) input jumps; the stride multiplies the jump
         widening = span(window.kernel_size, window.dilation) - 1
         size += widening * jump
         start += (widening / 2 - window.padding) * jump
@@ -133,7 +109,7 @@ def receptive_fields(layers: Iterable[Window | tuple] | nn.Module) -> list[Recep
     return fields
 
 
-def windows_of(model: nn.Module, axis: int = 0) -> list[Window]:
+def windows_of(model: "nn.Module", axis: int = 0) -> list[Window]:
     """The convolutions and poolings of ``model`` along ``axis``, in registration order, up to
     the first ``Flatten`` or ``Linear`` (after which every unit sees the whole input)."""
     from torch import nn  # here, not at the top: importing this module must not load torch
@@ -205,35 +181,28 @@ class ExplorerState:
         return text
 
 
-def explore_conv(
-    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
-) -> ExplorerState:
-    """The explorer's state for ``nn.Conv2d``; an impossible configuration carries its error."""
-    settings = (size, kernel_size, stride, padding, dilation)
-    check_explorer(*settings)  # the explorer draws each pixel: a huge layer is refused
-    output, error = _attempt(conv2d_output_size, *settings)
-    return ExplorerState("conv", *settings, ceil_mode=False, output=output, error=error)
+def explore_conv(size, kernel_size, stride=1, padding=0, dilation=1) -> ExplorerState:
+    """The explorer's state for ``nn.Conv2d``."""
+    return _explore("conv", size, kernel_size, stride, padding, dilation, False)
 
 
 def explore_pool(
-    size: int,
-    kernel_size: int,
-    stride: int | None = None,
-    padding: int = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
+    size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
 ) -> ExplorerState:
     """The explorer's state for ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``)."""
     stride = kernel_size if stride is None else stride
-    settings = (size, kernel_size, stride, padding, dilation, ceil_mode)
-    check_explorer(*settings[:5])
-    output, error = _attempt(pool2d_output_size, *settings)
-    return ExplorerState("pool", *settings, output=output, error=error)
+    return _explore("pool", size, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _attempt(output_size: Any, *settings: Any) -> tuple[int | None, str | None]:
-    """The output size, or None and PyTorch's objection in words."""
+def _explore(kind: str, *settings: Any) -> ExplorerState:
+    """The state at ``settings``; an impossible configuration carries its error instead."""
+    # the explorers draw every pixel: a huge layer is refused at once
+    arguments.check_explorer(*settings[:5])
     try:
-        return output_size(*settings), None
+        if kind == "conv":
+            output = conv2d_output_size(*settings[:5])
+        else:
+            output = pool2d_output_size(*settings)
     except ValueError as error:
-        return None, str(error)
+        return ExplorerState(kind, *settings, output=None, error=str(error))
+    return ExplorerState(kind, *settings, output=output, error=None)

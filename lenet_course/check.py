@@ -2,8 +2,6 @@
 hint when it is not, and never shows the solution: ``answers.json`` holds only digests.  The hidden
 solutions call ``solution(key, value)``, which fails when the stored digest disagrees."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import numbers
@@ -11,6 +9,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+ANSWERS = resources.files("lenet_course") / "answers.json"
 RESTORE = "restore it: git checkout lenet_course/answers.json, or reinstall the course"
 
 
@@ -41,9 +40,6 @@ def digest(answer: Any) -> str:
     return hashlib.sha256(canonical(answer).encode()).hexdigest()[:20]
 
 
-ANSWERS = resources.files("lenet_course") / "answers.json"
-
-
 @cache
 def answers() -> dict[str, dict[str, str]]:
     """Every exercise's digest and hint, by key ("NN-k": notebook NN, exercise k)."""
@@ -54,9 +50,8 @@ def answers() -> dict[str, dict[str, str]]:
         raise RuntimeError(f"{ANSWERS} is damaged ({reason}); {RESTORE}") from None
     entries = table.values() if isinstance(table, dict) else [table]
     if not all(isinstance(e, dict) and {"digest", "hint"} <= e.keys() for e in entries):
-        raise RuntimeError(
-            f"{ANSWERS} is damaged (each exercise needs a digest and a hint); {RESTORE}"
-        )
+        reason = "each exercise needs a digest and a hint"
+        raise RuntimeError(f"{ANSWERS} is damaged ({reason}); {RESTORE}")
     return table
 
 

@@ -3,8 +3,6 @@
 A checkpoint is a plain dict (:data:`CHECKPOINT_KEYS`, and ``rng`` for an exact resume), read with
 ``torch.load(weights_only=True)``, which runs no code, and checked."""
 
-from __future__ import annotations
-
 import csv
 import io
 import json
@@ -18,13 +16,13 @@ import torch
 from torch import nn
 
 from lenet_course.config import valid_normalization
+from lenet_course.data import PathLike
 from lenet_course.models import build_model
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
 #: A checkpoint's entries: the model and what its input and output mean, then its training state.
 CHECKPOINT_KEYS = ("format", "model", "state_dict", "class_names", "dataset", "normalization")
 CHECKPOINT_KEYS += ("optimizer", "epoch", "history", "train_config")
-PathLike = str | os.PathLike[str]
 RUN_FILES = ("checkpoint.pt", "metrics.json", "history.csv")  # what a run leaves in its folder
 #: A History's columns: each epoch's results (None for a set not evaluated), then its pace.
 _RESULTS = ("train_loss", "train_accuracy", "validation_accuracy", "test_accuracy")
@@ -67,7 +65,6 @@ class History:
         return examples / self.seconds if self.epochs else 0.0
 
     def to_csv(self, path: PathLike) -> None:
-        """One row per epoch; an empty cell where a set was not evaluated."""
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
@@ -135,7 +132,6 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> Any:
-    """``torch.load(weights_only=True)``, with the reason for a failure in one line."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as error:  # no permission, an I/O error: the file itself may well be fine
@@ -220,7 +216,6 @@ def _shape(tensor: torch.Tensor) -> str:
 
 
 def _misfits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Iterator[str]:
-    """How ``state_dict`` does not fit ``model``: missing or mis-shaped layers, then extra ones."""
     expected = model.state_dict()
     for key, tensor in expected.items():
         if key not in state_dict:

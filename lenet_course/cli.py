@@ -1,9 +1,6 @@
-"""``python -m lenet_course``: the course's command line.
-
-Each subcommand has a function that adds its arguments and one that runs it.  Every problem is one
-line on stderr: exit 2 for arguments and settings, 1 for failures while running, 130 for Ctrl-C."""
-
-from __future__ import annotations
+"""``python -m lenet_course``, the course's command line: each subcommand has a function that adds
+its arguments and one that runs it. Every problem is one line on stderr: exit 2 for arguments and
+settings, 1 for failures while running, 130 for Ctrl-C."""
 
 import argparse
 import contextlib
@@ -12,7 +9,7 @@ import signal
 import sys
 import threading
 from argparse import BooleanOptionalAction
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from importlib.util import find_spec
 from pathlib import Path
@@ -27,7 +24,7 @@ from lenet_course.checkpoint import (
     model_from_checkpoint,
     save_run_files,
 )
-from lenet_course.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
+from lenet_course.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, resolve_device
 from lenet_course.data import (
     DATASETS,
     DatasetFormatError,
@@ -40,14 +37,13 @@ from lenet_course.data import (
 )
 from lenet_course.models import ACTIVATIONS, MODEL_NAMES, POOLINGS, build_model
 from lenet_course.predict import predict_files
-from lenet_course.run_folder import check_out, locked, make_out, saved_state
+from lenet_course.run_folder import check_out, claim, saved_state
 from lenet_course.train import (
     TrainingDivergedError,
     check_settings,
     cpu_threads,
     evaluate,
     fit,
-    resolve_device,
     seed_everything,
     torch_threads,
 )
@@ -85,9 +81,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/... image files")
     parser.add_argument("--top-k", type=number(int, 1), default=3, metavar="K", help="default: 3")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    parser.add_argument(
-        "--no-invert", action="store_true", help="do not invert pictures whose border is light"
-    )
+    parser.add_argument("--no-invert", action="store_true", help="never invert a light picture")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="default: cpu")
 
 
@@ -98,7 +92,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         args.parser.error(f"--top-k {args.top_k}: the model has {classes} classes")
     invert = False if args.no_invert else None  # None: invert pictures whose border is light
     results = predict_files(checkpoint, args.images, top_k=args.top_k, model=model, invert=invert)
-    for p in results:  # a file with NaN probabilities has an error: --json stays JSON
+    for p in results:  # a file's error goes to stderr, so that --json stays JSON
         if p.error is not None:
             print(f"error: {p.error}", file=sys.stderr)
         elif not args.json:
@@ -119,17 +113,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-subset", type=number(int, 1), metavar="N", help=subset)
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "none" if value is None else str(value)
-
-
 def _recipe_help(field: str, text: str) -> str:
     """``text (challenge: 2; others: 0)``: a setting's help, with each recipe's value."""
-    recipes: dict[str, list[str]] = {}  # each value -> the recipes that have it
+    recipes: dict[str, list[str]] = {}  # each value as shown -> the recipes that have it
     for name in ("modern", "lenet5-1998", "challenge", "sdlm-1998", "classic"):
-        recipes.setdefault(_shown(getattr(RECIPES[name], field)), []).append(name)
+        value = getattr(RECIPES[name], field)
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        recipes.setdefault("none" if value is None else str(value), []).append(name)
     if len(recipes) == 1:
         return f"{text} (default: {next(iter(recipes))})"
     # the value of most recipes comes last, as "others"
@@ -199,7 +190,6 @@ def _count_or_fraction(text: str) -> int | float:
 
 
 def model_name(args: argparse.Namespace) -> str:
-    """--model, else the recipe's network (RECIPE_MODELS), else v1."""
     return args.model or RECIPE_MODELS.get(args.recipe, "v1")
 
 
@@ -222,8 +212,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _subset(args: argparse.Namespace, data: ImageSet, split: str, seed: int) -> ImageSet:
-    """--train-subset or --test-subset of ``data``, drawn with ``seed``; more than it has is
-    refused (training images: after --validation took its own)."""
+    """--train-subset or --test-subset of ``data``, drawn with ``seed``; a larger one is refused."""
     size, flag, n = getattr(args, f"{split}_subset"), f"--{split}-subset", len(data.labels)
     if size is not None and size > n:
         there, fix = f"the {split} set has {n:,} images", ""
@@ -257,9 +246,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if resume:  # a damaged checkpoint is refused before the data are read
         load_checkpoint(checkpoint)
     main = distributed.rank() == 0  # under torchrun, rank 0 alone writes the run's files
-    if main:
-        make_out(args, out)
-    with locked(out) if main else contextlib.nullcontext():
+    with claim(args, out) if main else contextlib.nullcontext():
         train, validation, test = _load_data(args, config.seed)
         if overwrite and main:  # the old run's files go before the first epoch
             for name in RUN_FILES:
@@ -355,7 +342,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 #: What running a command may raise: one line on stderr, exit 1 (missing data is an OSError).
 FAILURES = (CheckpointError, DatasetFormatError, TrainingDivergedError, ImportError, OSError)
 
-COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add arguments, run)
+COMMANDS = {  # name: (help, add arguments, run)
     "data": ("check that the data sets are there, downloading what is not", _add_data, _run_data),
     "predict": ("predict the classes of image files", _add_predict, _run_predict),
     "train": ("train a LeNet; write metrics, history and checkpoint", _add_train, _run_train),
@@ -364,7 +351,6 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {  # name: (help, add argu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m lenet_course`` and its subcommands."""
     about = "The LeNet course's command line: data, training, evaluation and prediction."
     parser = OneLineParser(prog="python -m lenet_course", description=about)
     parser.add_argument("--version", action="version", version=f"lenet_course {__version__}")
@@ -384,8 +370,7 @@ INTERRUPTED = {
 
 
 def _stop(signum: int, frame: Any) -> None:
-    """Ctrl-C: stop the command, and ignore a second Ctrl-C, which would cut its clean-up short
-    (removing the lock, saying what was saved) into a traceback."""
+    """Ctrl-C: stop, ignoring a second one that would cut the clean-up (lock, report) short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 

@@ -1,8 +1,6 @@
 """Every setting of a training run (:class:`TrainConfig`), the course's named :data:`RECIPES`,
 what a resumed run must match (:class:`RunContract`) and the device a run's ``device`` names."""
 
-from __future__ import annotations
-
 import math
 import os
 from collections.abc import Callable
@@ -39,6 +37,36 @@ def valid_normalization(norm: Any) -> bool:
     return _real(mean) and _real(std) and 0 <= mean <= 1 and 1e-6 <= std <= 1
 
 
+#: What each setting of TrainConfig may be: (a test of the value, what to use). Types are checked,
+#: not coerced; NaN and inf fail every range.
+_COUNT = (lambda v: _whole(v) and v >= 1, "a whole number >= 1")
+_FLAGS = ("nesterov", "flip", "test_flip", "bf16", "compile", "cuda_graphs", "progress")
+_SETTINGS = {
+    "epochs": _COUNT,
+    "batch_size": _COUNT,
+    "lr": (lambda v: _real(v) and 0 < v <= 1e15, "0 < lr <= 1e15"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+    "momentum": (lambda v: _real(v) and 0 <= v < 1, "0 <= momentum < 1"),
+    "weight_decay": (lambda v: _real(v) and 0 <= v <= 1e15, "0 <= weight_decay <= 1e15"),
+    "label_smoothing": (lambda v: _real(v) and 0 <= v < 1, "0 <= label_smoothing < 1"),
+    "crop": (lambda v: _whole(v) and 0 <= v <= 8, "a whole number 0..8"),
+    "seed": (lambda v: _whole(v) and 0 <= v < 2**63, "0 <= seed < 2**63"),
+    "schedule": (
+        lambda v: v in (None, *SCHEDULES) or callable(v),
+        f"None, one of {SCHEDULES}, or a function epoch -> lr",
+    ),
+    "threads": (lambda v: v is None or _whole(v) and v >= 1, "None or a whole number >= 1"),
+    "eval_batch_size": _COUNT,
+    "channels_last": (lambda v: v is None or isinstance(v, bool), "None, True or False"),
+    "normalization": (
+        lambda v: v is None or valid_normalization(v),
+        "None, {'kind': 'paper'} or {'kind': 'standardize', 'mean': m, 'std': s > 0}",
+    ),
+    "device": (lambda v: isinstance(v, str), "'auto', 'cpu' or 'cuda'"),
+    **dict.fromkeys(_FLAGS, (lambda v: isinstance(v, bool), "True or False")),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a training run.  ``config.replace(epochs=3)`` is a changed copy."""
@@ -68,65 +96,16 @@ class TrainConfig:
     progress: bool = True  # a tqdm bar
     tensorboard: str | None = None  # a log folder for TensorBoard (needs the tensorboard package)
 
-    def __post_init__(self) -> None:  # NaN and inf fail every range test below
-        whole = "a whole number"
-        checks = [
-            ("epochs", _whole(self.epochs) and self.epochs >= 1, f"{whole} >= 1"),
-            ("batch_size", _whole(self.batch_size) and self.batch_size >= 1, f"{whole} >= 1"),
-            ("lr", _real(self.lr) and 0 < self.lr <= 1e15, "0 < lr <= 1e15"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("momentum", _real(self.momentum) and 0 <= self.momentum < 1, "0 <= momentum < 1"),
-            (
-                "weight_decay",
-                _real(self.weight_decay) and 0 <= self.weight_decay <= 1e15,
-                "0 <= weight_decay <= 1e15",
-            ),
-            (
-                "label_smoothing",
-                _real(self.label_smoothing) and 0 <= self.label_smoothing < 1,
-                "0 <= label_smoothing < 1",
-            ),
-            ("crop", _whole(self.crop) and 0 <= self.crop <= 8, f"{whole} 0..8"),
-            ("seed", _whole(self.seed) and 0 <= self.seed < 2**63, "0 <= seed < 2**63"),
-            (
-                "schedule",
-                self.schedule in (None, *SCHEDULES) or callable(self.schedule),
-                f"None, one of {SCHEDULES}, or a function epoch -> lr",
-            ),
-            (
-                "threads",
-                self.threads is None or _whole(self.threads) and self.threads >= 1,
-                f"None or {whole} >= 1",
-            ),
-            (
-                "eval_batch_size",
-                _whole(self.eval_batch_size) and self.eval_batch_size >= 1,
-                f"{whole} >= 1",
-            ),
-            (
-                "channels_last",
-                self.channels_last is None or isinstance(self.channels_last, bool),
-                "None, True or False",
-            ),
-            (
-                "normalization",
-                self.normalization is None or valid_normalization(self.normalization),
-                "None, {'kind': 'paper'} or {'kind': 'standardize', 'mean': m, 'std': s > 0}",
-            ),
-            ("device", isinstance(self.device, str), "'auto', 'cpu' or 'cuda'"),
-        ]
-        flags = ("nesterov", "flip", "test_flip", "bf16", "compile", "cuda_graphs", "progress")
-        checks += [(name, isinstance(getattr(self, name), bool), "True or False") for name in flags]
-        for name, good, valid in checks:
-            if not good:
+    def __post_init__(self) -> None:
+        for name, (good, valid) in _SETTINGS.items():
+            if not good(getattr(self, name)):
                 raise ValueError(f"{name}={getattr(self, name)!r}; use {valid}")
         if (self.momentum or self.nesterov) and self.optimizer != "sgd":
             raise ValueError(
                 f"momentum/nesterov apply to SGD; optimizer={self.optimizer!r} has its own"
             )
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with ``changes`` applied (and checked)."""
+    def replace(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
 
 
@@ -199,7 +178,7 @@ class RunContract:
     }
 
     @classmethod
-    def of(cls, settings: dict[str, Any]) -> RunContract:
+    def of(cls, settings: dict[str, Any]) -> "RunContract":
         """The contract of a run's recorded settings: its history's ``config``, a checkpoint's
         ``train_config`` (where an entry is missing: None)."""
         values = {f.name: settings.get(f.name) for f in fields(cls)}
@@ -210,7 +189,7 @@ class RunContract:
             values["epochs"] = None
         return cls(**values)
 
-    def refusal(self, saved: RunContract, done: int = 0, epochs: int = 1) -> str | None:
+    def refusal(self, saved: "RunContract", done: int = 0, epochs: int = 1) -> str | None:
         """Why a run of ``epochs`` epochs under this contract cannot continue ``saved``, which
         has ``done`` epochs; None when it can."""
         new_run = "start a new run (--overwrite or another --out)"
@@ -327,7 +306,6 @@ def as_config(config: Any) -> TrainConfig:
 
 
 def check_positive(name: str, value: Any) -> None:
-    """Refuse anything but a whole number >= 1 for the count ``name``."""
     if not (_whole(value) and value >= 1):
         raise ValueError(f"{name}={value!r}; use a whole number >= 1")
 

@@ -1,8 +1,6 @@
 """Counting a network (notebook 03): parameters, multiply-adds and the 1998 paper's connections,
 by formula layer by layer, and on a real model (:func:`count_parameters`, :func:`trace_shapes`)."""
 
-from __future__ import annotations
-
 import html
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -22,57 +20,47 @@ def _area(value: IntOrPair) -> int:
     return value[0] * value[1] if isinstance(value, (tuple, list)) else value * value
 
 
-def conv2d_parameters(
-    in_channels: int, out_channels: int, kernel_size: IntOrPair, groups: int = 1, bias: bool = True
-) -> int:
-    """Weights and biases of ``nn.Conv2d``: ``out * (in / groups) * kh * kw (+ out)``."""
+def conv2d_parameters(in_channels, out_channels, kernel_size, groups=1, bias=True) -> int:
+    """Weights and biases of ``nn.Conv2d``."""
     check_counts(bias, in_channels=in_channels, out_channels=out_channels, groups=groups)
     check_counts(kernel_size=kernel_size)
     # each output map has its bias and a kernel over each of its in / groups input maps
     return out_channels * ((in_channels // groups) * _area(kernel_size) + (1 if bias else 0))
 
 
-def linear_parameters(in_features: int, out_features: int, bias: bool = True) -> int:
-    """Weights and biases of ``nn.Linear``: ``in * out (+ out)``."""
+def linear_parameters(in_features, out_features, bias=True) -> int:
+    """Weights and biases of ``nn.Linear``."""
     check_counts(bias, in_features=in_features, out_features=out_features)
     return in_features * out_features + (out_features if bias else 0)
 
 
-def subsampling_parameters(maps: int) -> int:
+def subsampling_parameters(maps) -> int:
     """The 1998 paper's subsampling (S2, S4): one coefficient and one bias per map."""
     check_counts(maps=maps)
     return 2 * maps
 
 
-def sparse_conv2d_parameters(
-    table: Sequence[Sequence[int]], kernel_size: IntOrPair, bias: bool = True
-) -> int:
+def sparse_conv2d_parameters(table, kernel_size, bias=True) -> int:
     """Parameters of a convolution whose map ``j`` reads only the maps ``table[j]`` (C3: 1,516)."""
     check_counts(bias, kernel_size=kernel_size)
     return sum(len(inputs) * _area(kernel_size) + (1 if bias else 0) for inputs in table)
 
 
-def conv2d_multiply_adds(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: IntOrPair,
-    output_size: IntOrPair,
-    groups: int = 1,
-) -> int:
-    """Multiply-adds of ``nn.Conv2d`` on one image: ``out * (in / groups) * kh * kw * oh * ow``."""
+def conv2d_multiply_adds(in_channels, out_channels, kernel_size, output_size, groups=1) -> int:
+    """Multiply-adds of ``nn.Conv2d`` on one image."""
     weights = conv2d_parameters(in_channels, out_channels, kernel_size, groups, bias=False)
     check_counts(output_size=output_size)
     # each weight multiplies one input pixel for each output pixel of its map
     return weights * _area(output_size)
 
 
-def linear_multiply_adds(in_features: int, out_features: int) -> int:
-    """Multiply-adds of ``nn.Linear`` on one example: ``in * out``."""
+def linear_multiply_adds(in_features, out_features) -> int:
+    """Multiply-adds of ``nn.Linear`` on one example: one per weight."""
     check_counts(in_features=in_features, out_features=out_features)
     return in_features * out_features
 
 
-def connections(units: int, inputs_per_unit: int, bias: bool = True) -> int:
+def connections(units, inputs_per_unit, bias=True) -> int:
     """The 1998 paper's connections: one per input each unit reads, plus its bias. Weight sharing
     sets them apart from parameters: C1 has 156 parameters but 6*28*28*(25 + 1) connections."""
     check_counts(bias, units=units, inputs_per_unit=inputs_per_unit)

@@ -1,8 +1,6 @@
 """Fashion-MNIST / MNIST files (torchvision's layout: a folder filled online works offline) ->
 read_idx -> load_dataset (an ImageSet) -> prepare_images (the input a model's InputSpec wants)."""
 
-from __future__ import annotations
-
 import gzip
 import hashlib
 import numbers
@@ -77,9 +75,8 @@ def data_root(root: PathLike | None = None) -> Path:
 
 def canonical_name(name: str) -> str:
     """Map ``"fashion-mnist"``, ``"FashionMNIST"``, ``"mnist"``... to the course's name."""
-    key = name.lower().replace("_", "-") if isinstance(name, str) else name
-    key = key.replace("fashionmnist", "fashion-mnist") if isinstance(key, str) else key
-    if key not in DATASETS:
+    key = str(name).lower().replace("_", "-").replace("fashionmnist", "fashion-mnist")
+    if not isinstance(name, str) or key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     return key
 
@@ -101,7 +98,6 @@ def idx_path(name: str, stem: str, root: PathLike | None = None) -> Path | None:
 
 
 def missing_files(name: str, root: PathLike | None = None) -> list[str]:
-    """The IDX files of ``name`` found neither uncompressed nor gzipped under the data root."""
     return [stem for stem in RAW_FILES if idx_path(name, stem, root) is None]
 
 
@@ -186,11 +182,11 @@ class ImageSet(NamedTuple):
     labels: torch.Tensor
     classes: tuple[str, ...]
 
-    def to(self, device: torch.device | str) -> ImageSet:
+    def to(self, device: torch.device | str) -> "ImageSet":
         """The same images and labels on ``device`` (moved once; batches are slices there)."""
         return ImageSet(self.images.to(device), self.labels.to(device), self.classes)
 
-    def subset(self, index: torch.Tensor | slice) -> ImageSet:
+    def subset(self, index: torch.Tensor | slice) -> "ImageSet":
         """The examples at ``index`` (a slice, or a tensor of positions or a boolean mask)."""
         index = index if isinstance(index, slice) else index.to(self.images.device)
         return ImageSet(self.images[index], self.labels[index], self.classes)

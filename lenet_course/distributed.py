@@ -1,14 +1,11 @@
 """Where training runs: one device, or several processes with PyTorch's DistributedDataParallel.
 
 ``torchrun --nproc_per_node=N -m lenet_course train ...`` starts N copies of the program (ranks)
-and tells each its RANK, LOCAL_RANK and WORLD_SIZE; :func:`lenet_course.train.fit` reads them and
-trains one model across all N: each rank holds a replica of the model and the whole data set,
-trains on its own part of every global batch (``batch_size`` examples a rank), and DDP averages the
-gradients during ``backward``, so every replica takes the same step.  gloo carries the messages
-between CPUs, NCCL between GPUs.  Without torchrun these functions are no-ops (config.resolve_device
-picks the device)."""
-
-from __future__ import annotations
+and tells each its RANK, LOCAL_RANK and WORLD_SIZE; ``train.fit`` trains one model across all N:
+each rank holds a replica of the model and the whole data set, trains on its own part of every
+global batch (``batch_size`` examples a rank), and DDP averages the gradients during ``backward``,
+so every replica takes the same step.  gloo carries the messages between CPUs, NCCL between GPUs.
+Without torchrun these functions are no-ops."""
 
 import atexit
 import datetime
@@ -20,8 +17,8 @@ from torch import nn
 
 from lenet_course import config
 
-#: How long a rank waits for the others at any one exchange before failing (not hanging); the
-#: environment variable LENET_COURSE_DDP_TIMEOUT (seconds) changes it.
+#: How long a rank waits for the others at any one exchange before failing (not hanging);
+#: LENET_COURSE_DDP_TIMEOUT (seconds) changes it.
 TIMEOUT = datetime.timedelta(seconds=120)
 
 

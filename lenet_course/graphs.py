@@ -5,17 +5,15 @@ A graph replays fixed kernels on fixed memory, so everything a step reads must a
 device tensors that the graph recorded: the epoch's order, a step counter, every step's learning
 rate.  The step itself is the trainer's (``train.train_step``), passed in as ``step``."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lenet_course.data import epoch_permutation
 
-Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Step = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class GraphedSteps:
@@ -23,14 +21,7 @@ class GraphedSteps:
     with the device tensors they read and write."""
 
     def __init__(
-        self,
-        step: Step,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        steps: int,
-        seed: int,
-        lrs: list[float],
+        self, step: Step, x: Tensor, y: Tensor, batch_size: int, steps: int, seed: int, lrs: list
     ) -> None:
         self.step, self.x, self.y, self.batch_size, self.seed = step, x, y, batch_size, seed
         self.steps = steps  # as the plain loop takes them (Batches.steps: maybe no last one)
@@ -56,7 +47,7 @@ class GraphedSteps:
         self.correct.index_copy_(0, within, correct.view(1))
         self.counter += 1
 
-    def epoch(self, epoch: int, on_step: Callable[[], Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def epoch(self, epoch: int, on_step: Callable[[], Any]) -> tuple[Tensor, Tensor]:
         """``train.train_epoch`` as replays: returns (loss per step, correct count)."""
         n = len(self.y)
         self.order.copy_(epoch_permutation(n, self.seed, epoch))
@@ -73,9 +64,8 @@ class GraphedSteps:
         flag = "fused" if isinstance(optimizer, torch.optim.SGD) else "capturable"
         plain = optimizer.param_groups
         optimizer.param_groups = [{**group, "lr": self.lr, flag: True} for group in plain]
-        device = self.y.device
         for state in optimizer.state.values():  # a resumed Adam's step count is on the CPU
-            state.update({k: v.to(device) for k, v in state.items()})
+            state.update({k: v.to(self.y.device) for k, v in state.items()})
         weights = {k: v.clone() for k, v in model.state_dict().items()}
         saved = {(id(p), k): v.clone() for p, s in optimizer.state.items() for k, v in s.items()}
         n = len(self.y)

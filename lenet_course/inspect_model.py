@@ -1,14 +1,14 @@
 """Look inside a trained LeNet: its feature maps and filters, by forward hooks."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from lenet_course.arguments import choose
 from lenet_course.lenet1998 import LeNet5_1998, PartialConv2d, squash
 from lenet_course.models import LeNet5v1, eval_mode
 
@@ -19,37 +19,21 @@ _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU, nn.ELU, nn.
 _POOLINGS = (nn.AvgPool2d, nn.MaxPool2d)
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """The names of every submodule of ``model``, in registration order (what hooks can see)."""
-    return [name for name, _ in model.named_modules() if name]
-
-
-def _choose(table: dict, key: str, problem: str) -> Any:
-    """``table[key]``, or a ValueError that says ``problem`` and what to choose from."""
-    if key not in table:
-        raise ValueError(f"{problem}; choose one of {list(table)}")
-    return table[key]
-
-
 def feature_maps(model: nn.Module, inputs: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
     """Outputs of the submodules ``layers`` on ``inputs`` in eval mode (hooks see no ``F.relu``)."""
     named = {name: module for name, module in model.named_modules() if name}
     owner = type(model).__name__
     # every name is checked before the first hook goes in
-    modules = {name: _choose(named, name, f"no layer named {name!r} in {owner}") for name in layers}
+    modules = {name: choose(named, name, f"no layer named {name!r} in {owner}") for name in layers}
     captured: dict[str, Tensor] = {}
 
     def keep(name: str, module: nn.Module, args: tuple, output: Tensor) -> None:
         captured[name] = output.detach().clone()
 
-    handles = [modules[name].register_forward_hook(partial(keep, name)) for name in modules]
-    try:
-        with eval_mode(model), torch.no_grad():
-            model(inputs)
-    finally:
-        # even when the forward pass fails, no hook stays behind
-        for handle in handles:
-            handle.remove()
+    with ExitStack() as hooks, eval_mode(model), torch.no_grad():  # the hooks go when it ends
+        for name, module in modules.items():
+            hooks.enter_context(module.register_forward_hook(partial(keep, name)))
+        model(inputs)
     missing = [name for name in layers if name not in captured]
     assert not missing, f"layer {missing[0]!r} did not run in {owner}.forward"
     return {name: captured[name] for name in layers}
@@ -93,17 +77,17 @@ def stages(model: nn.Module) -> dict[str, Stage]:
         if isinstance(act_module, _ACTIVATIONS) and isinstance(pool_module, _POOLINGS):
             found[c_name], found[s_name] = Stage(act, conv=conv), Stage(pool)
     if len(found) != len(STAGES):
-        raise ValueError(
-            f"cannot find C1, S2, C3, S4 in {type(model).__name__} (no two blocks of convolution,"
-            f" activation, pooling); pick layers for feature_maps from {layer_names(model)}"
-        )
+        layers = [name for name, _ in model.named_modules() if name]
+        blocks = "no two blocks of convolution, activation, pooling"
+        where = f"cannot find C1, S2, C3, S4 in {type(model).__name__} ({blocks})"
+        raise ValueError(f"{where}; pick layers for feature_maps from {layers}")
     return found
 
 
 def stage_maps(model: nn.Module, inputs: Tensor, names=STAGES) -> dict[str, Tensor]:
     """The maps C1, S2, C3, S4 (N x maps x H x W, after the activation) of prepared ``inputs``."""
     where = stages(model)
-    chosen = {name: _choose(where, name, f"unknown stage {name!r}") for name in names}
+    chosen = {name: choose(where, name, f"unknown stage {name!r}") for name in names}
     hooked = feature_maps(model, inputs, sorted({stage.layer for stage in chosen.values()}))
     maps = {}
     for name, (layer, then, _) in chosen.items():
@@ -114,6 +98,6 @@ def stage_maps(model: nn.Module, inputs: Tensor, names=STAGES) -> dict[str, Tens
 def learned_filters(model: nn.Module, stage: str = "C1") -> Tensor:
     """The kernels making ``stage`` ("C1" or "C3"): out x in x k x k (0 where C3 has no link)."""
     convs = {name: s.conv for name, s in stages(model).items() if s.conv is not None}
-    module = model.get_submodule(_choose(convs, stage, f"stage {stage!r} has no kernels"))
+    module = model.get_submodule(choose(convs, stage, f"stage {stage!r} has no kernels"))
     weight = module.dense_weight() if isinstance(module, PartialConv2d) else module.weight
     return weight.detach().cpu().clone()

@@ -1,8 +1,6 @@
 """LeNet-5 as published by LeCun et al. (1998), piece by piece (notebook 08 builds its variants),
 with the curvature of Appendix C that its optimiser, SDLM (sdlm.py), steps by."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -37,11 +35,7 @@ _FAN_INS = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}  # C3's F_i depend
 
 
 @torch.no_grad()
-def uniform_(
-    tensors: Iterable[torch.Tensor],
-    fan_in: int,
-    bound: Callable[[int], float] = INIT_BOUNDS["paper"],
-) -> None:
+def uniform_(tensors: Iterable, fan_in: int, bound: Callable = INIT_BOUNDS["paper"]) -> None:
     """Draw every tensor uniformly in +/-``bound(fan_in)`` (the paper's rule by default)."""
     for tensor in tensors:
         tensor.uniform_(-bound(fan_in), bound(fan_in))
@@ -65,9 +59,7 @@ class PartialConv2d(nn.Module):
     """C3: output map j convolves only the input maps ``table[j]`` (Table I: 60 5x5 kernels).  The
     kernels are scattered into a dense one, zeros elsewhere: gradients reach only real weights."""
 
-    def __init__(
-        self, table: Sequence[Sequence[int]], in_channels: int, kernel_size: int = 5
-    ) -> None:
+    def __init__(self, table: Sequence[Sequence], in_channels: int, kernel_size: int = 5) -> None:
         super().__init__()
         self.table = tuple(tuple(row) for row in table)
         self.in_channels, self.out_channels = in_channels, len(self.table)
@@ -138,13 +130,10 @@ class EuclideanRBF(nn.Module):
     def __init__(self, prototypes: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("prototypes", prototypes.clone())
+        self.out_features = prototypes.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(dim=2)
-
-    @property
-    def out_features(self) -> int:
-        return self.prototypes.shape[0]
 
     def extra_repr(self) -> str:
         return f"in_features={self.prototypes.shape[1]}, out_features={self.out_features}"
@@ -204,9 +193,8 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
     def configure_optimizer(
         self, config: Any, train_images: torch.Tensor, steps_per_pass: int
     ) -> SDLM | None:
-        """The paper's optimiser when ``config.optimizer == "sdlm"``: SDLM with the curvature
-        re-estimated on 500 training images (prepared, on the device) before each pass.  Any other
-        optimiser: None, and the trainer builds the one the config names."""
+        """SDLM, the paper's optimiser, when ``config.optimizer == "sdlm"``, its curvature estimated
+        on 500 training images before each pass; else None (the trainer builds the config's)."""
         if config.optimizer != "sdlm":
             return None
         return sdlm_for(
@@ -224,11 +212,10 @@ def fan_ins(model: LeNet5_1998) -> dict[str, list[tuple[slice, int]]]:
     """For every parameter of ``model``: (slice of its first dimension, fan-in F_i) pairs."""
     if not isinstance(model, LeNet5_1998):
         raise TypeError(f"fan_ins follows the layers of LeNet5_1998; got {type(model).__name__}")
-    fans = {
-        f"{layer}.{kind}": [(slice(None), fan)]
-        for layer, fan in _FAN_INS.items()
-        for kind in ("weight", "bias")
-    }
+    fans = {}
+    for layer, fan in _FAN_INS.items():
+        for kind in ("weight", "bias"):
+            fans[f"{layer}.{kind}"] = [(slice(None), fan)]
     fans["c3.weight"] = [(kernels, fan) for _, kernels, fan in model.c3.maps()]
     fans["c3.bias"] = [(slice(j, j + 1), fan) for j, _, fan in model.c3.maps()]
     return fans
@@ -317,11 +304,7 @@ def sdlm_for(
         pick = torch.randperm(n, generator=generator)[:samples].to(train_images.device)
         return {by_name[k]: h for k, h in diagonal_hessian(model, train_images[pick]).items()}
 
+    params = model.parameters()
     return SDLM(
-        model.parameters(),
-        curvature,
-        lr=lr,
-        mu=mu,
-        batch_size=batch_size,
-        refresh_every=steps_per_pass,
+        params, curvature, lr=lr, mu=mu, batch_size=batch_size, refresh_every=steps_per_pass
     )

@@ -1,8 +1,6 @@
 """LeNet three equivalent ways (bitwise-equal from the same weights), LeNetBN for notebook 10, and
 every course model by name (``build_model``)."""
 
-from __future__ import annotations
-
 import contextlib
 import inspect
 from collections import OrderedDict
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lenet_course.arguments import choose
 from lenet_course.data import INPUT_SIZES, InputSpec, check_input
 from lenet_course.lenet1998 import LeNet5_1998
 
@@ -219,16 +218,13 @@ def transfer_weights(src: nn.Module, dst: nn.Module) -> list[tuple[str, str]]:
         if len(ours) != len(theirs):
             n = min(len(ours), len(theirs))
             owner, (extra, tensor) = (s_name, ours[n]) if len(ours) > n else (d_name, theirs[n])
-            raise ValueError(
-                f"{s_name} has {len(ours)} {kind} and {d_name} has {len(theirs)}: the networks"
-                f" differ in structure ({owner}.{extra} {_shape(tensor)} has no counterpart)"
-            )
+            counts = f"{s_name} has {len(ours)} {kind} and {d_name} has {len(theirs)}"
+            unmatched = f"{owner}.{extra} {_shape(tensor)} has no counterpart"
+            raise ValueError(f"{counts}: the networks differ in structure ({unmatched})")
         for (a, ta), (b, tb) in zip(ours, theirs, strict=True):
             if ta.shape != tb.shape:
-                raise ValueError(
-                    f"shape mismatch: {s_name}.{a} is {_shape(ta)} but {d_name}.{b} is"
-                    f" {_shape(tb)}; nothing was copied"
-                )
+                why = f"{s_name}.{a} is {_shape(ta)} but {d_name}.{b} is {_shape(tb)}"
+                raise ValueError(f"shape mismatch: {why}; nothing was copied")
             pairs.append((a, ta, b, tb))
     # Into clones first: a copy that fails halfway (a dtype, say) leaves dst as it was
     with torch.no_grad():
@@ -252,15 +248,14 @@ MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 
 def build_model(name: str, **options: Any) -> nn.Module:
     """A course model by name and options; ``build_model(**model.config)`` rebuilds one."""
-    if name not in _CLASSES:
-        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
-    allowed = tuple(inspect.signature(_CLASSES[name]).parameters)
+    model_class = choose(_CLASSES, name, f"unknown model {name!r}")
+    allowed = tuple(inspect.signature(model_class).parameters)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         listed = ", ".join(map(repr, unknown))
         raise ValueError(f"model {name!r} has no option {listed}; its options are {allowed}")
     if name == "classic":
         options = {"activation": "sigmoid", **options}
-    model = _CLASSES[name](**options)
+    model = model_class(**options)
     model.config["name"] = name
     return model

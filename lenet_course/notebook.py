@@ -1,19 +1,18 @@
 """Values a notebook reports for its tests, stored by :func:`record` as :data:`RECORD_MIME` JSON."""
 
-from __future__ import annotations
-
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from IPython import get_ipython
 from IPython.display import display
 
 RECORD_MIME = "application/vnd.lenet-course.record+json"
 
 
 def _plain(value: Any) -> Any:
-    """Turn tensors, numpy scalars and tuples into JSON-ready Python values."""
+    """Tensors, numpy scalars and tuples as JSON-ready Python values."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, Mapping):
@@ -28,15 +27,14 @@ def _plain(value: Any) -> Any:
 def record(**values: Any) -> dict[str, Any]:
     """Display ``values`` and store them in the output for the tests; return them as plain data."""
     plain = {name: _plain(value) for name, value in values.items()}
-    # fail here, in the notebook, if something cannot be stored
-    json.dumps(plain)
+    json.dumps(plain)  # fails here, in the notebook, if something cannot be stored
     text = "\n".join(f"{name} = {value!r}" for name, value in plain.items())
     display({"text/plain": text, RECORD_MIME: plain}, raw=True)
     return plain
 
 
 def recorded_values(notebook: Mapping[str, Any]) -> dict[str, Any]:
-    """Collect every value that :func:`record` stored in an executed notebook (a JSON dict)."""
+    """Every value that :func:`record` stored in an executed notebook (a JSON dict)."""
     found: dict[str, Any] = {}
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
@@ -46,9 +44,4 @@ def recorded_values(notebook: Mapping[str, Any]) -> dict[str, Any]:
 
 def in_notebook() -> bool:
     """Whether this code runs in a Jupyter kernel (where a traceback is not one line)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    return type(get_ipython()).__name__ == "ZMQInteractiveShell"

@@ -3,8 +3,6 @@ Bengio and Haffner, "Gradient-based learning applied to document recognition", P
 86(11):2278-2324, 1998: the training recipe of Section III-B, the layer counts of Section II-B,
 the C3 connection table (Table I) and the published test errors."""
 
-from __future__ import annotations
-
 from typing import Any
 
 #: Passes through the 60,000 training images in the paper's runs.

@@ -1,7 +1,5 @@
 """Pictures: the explorer's windows as SVG, and matplotlib figures made without pyplot's state."""
 
-from __future__ import annotations
-
 import base64
 import html
 import io

@@ -1,7 +1,5 @@
-"""The ``--out`` folder of ``python -m lenet_course train``: what it may hold, its creation, the
+"""The ``--out`` folder of ``python -m lenet_course train``: what it may hold, its creation and the
 lock a run holds while it writes there, and what a stopped run left in it."""
-
-from __future__ import annotations
 
 import argparse
 import contextlib
@@ -39,8 +37,10 @@ def check_out(args: argparse.Namespace) -> tuple[Path, bool, bool]:
     return out, resume, overwrite
 
 
-def make_out(args: argparse.Namespace, out: Path) -> None:
-    """Create --out: a full disk is a failure (exit 1), any other refusal a bad --out (exit 2)."""
+@contextlib.contextmanager
+def claim(args: argparse.Namespace, out: Path) -> Iterator[None]:
+    """Create --out (a full disk: exit 1, another refusal: exit 2), then hold ``out/.lock`` (our
+    pid) while the block runs: a second writer fails at once."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -48,11 +48,6 @@ def make_out(args: argparse.Namespace, out: Path) -> None:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(f"{why}; free some space or pass another --out") from None
         args.parser.error(f"{why}; pass a folder you may write to")
-
-
-@contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` (our pid) while the block runs: a second writer fails at once."""
     lock, pid = out / ".lock", os.getpid()
     try:
         os.kill(int(lock.read_text()), 0)  # signal 0 only asks whether the process exists

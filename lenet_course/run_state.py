@@ -2,8 +2,6 @@
 (:class:`Batches`), the model on its device, the optimiser, and the :class:`RunContract` that a
 resumed run must match.  :func:`setup` builds a :class:`Run`; ``train.fit`` passes it around."""
 
-from __future__ import annotations
-
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -69,8 +67,7 @@ class Batches:
 
     @property
     def steps(self) -> int:
-        """Steps per epoch; a last batch too small to give each process ``least`` examples is
-        left out."""
+        """Steps per epoch, without a last batch that would give a process fewer than ``least``."""
         full, rest = divmod(len(self.y), self.per_step)
         return full + (rest >= self.world * self.least)
 
@@ -84,9 +81,8 @@ class Batches:
         """This process's (images, labels) of every step of ``epoch``."""
         order = epoch_permutation(len(self.y), self.seed, epoch).to(self.y.device)
         for step in range(self.steps):
-            batch = order[step * self.per_step : (step + 1) * self.per_step]
-            index = distributed.shard(batch)
             # a slice of the permutation: one gather, no copy of the data set
+            index = distributed.shard(order[step * self.per_step : (step + 1) * self.per_step])
             images, labels = self.x[index], self.y[index]
             if self.crop or self.flip:
                 images = augment(images, self.crop, self.flip, self.background)
@@ -109,11 +105,6 @@ class Run:
     runner: Any = None  # the model as it trains: itself, DDP-wrapped or compiled
     graphed: GraphedSteps | None = None  # the step as CUDA graphs (cuda_graphs=True)
 
-    @property
-    def contract(self) -> RunContract:
-        """What a run that continues this one must match."""
-        return RunContract.of(self.history.config)
-
     def lr_at(self, step: int) -> float:
         """The learning rate of (0-based) step ``step`` of the whole run."""
         c, steps = self.config, self.batches.steps
@@ -131,8 +122,7 @@ class Run:
         own = getattr(self.model, "loss", None)
         if callable(own):
             return own(outputs, labels)
-        smoothing = self.config.label_smoothing
-        return F.cross_entropy(outputs, labels, label_smoothing=smoothing)
+        return F.cross_entropy(outputs, labels, label_smoothing=self.config.label_smoothing)
 
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Higher = more likely: the outputs, or the model's own reading of them."""
@@ -174,18 +164,12 @@ def setup(model: nn.Module, train: Any, config: TrainConfig, held_out: dict[str,
         x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         return x, labels.to(device)
 
-    blank = prepare_images(torch.zeros(1, 28, 28, dtype=torch.uint8), spec, norm)
     x, y = prepared(train, "train")
+    blank = prepare_images(torch.zeros(1, 28, 28, dtype=torch.uint8), spec, norm)
+    background, world = blank.min().item(), distributed.world_size()
+    least = 2 if has_batch_norm(model) else 1  # batch normalisation of one example fails
     batches = Batches(
-        x,
-        y,
-        config.batch_size,
-        config.seed,
-        config.crop,
-        config.flip,
-        background=blank.min().item(),
-        world=distributed.world_size(),
-        least=2 if has_batch_norm(model) else 1,  # batch normalisation of one example fails
+        x, y, config.batch_size, config.seed, config.crop, config.flip, background, world, least
     )
     check_training_set(batches, model)
     sets = {name: prepared(data, name) for name, data in held_out.items() if data is not None}
@@ -242,8 +226,8 @@ def recorded_settings(run: Run, train: Any, test: Any, channels_last: bool) -> d
 def resume_from(run: Run, checkpoint: PathLike) -> None:
     """Continue the same run from ``checkpoint``: weights, optimiser, generators and history."""
     state = load_checkpoint(checkpoint)
-    saved = RunContract.of(state["train_config"])
-    refusal = run.contract.refusal(saved, len(state["history"]), run.config.epochs)
+    ours, saved = RunContract.of(run.history.config), RunContract.of(state["train_config"])
+    refusal = ours.refusal(saved, len(state["history"]), run.config.epochs)
     if refusal is not None:
         raise ValueError(refusal)
     check_state_dict(run.model, state["state_dict"])

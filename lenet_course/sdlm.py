@@ -4,8 +4,6 @@ The update rule alone: each weight w_k moves by lr / (mu + h_kk) times its gradi
 the curvature the model supplies. ``lenet1998.diagonal_hessian`` computes it for LeNet-5, and
 ``LeNet5_1998.configure_optimizer`` builds the paper's optimiser from the two."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterable
 
 import torch
@@ -14,10 +12,10 @@ from lenet_course.paper import PAPER_MU, PAPER_SCHEDULE
 
 
 class SDLM(torch.optim.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt: w_k -= lr / (mu + h_kk) * gradient.  ``curvature()``
-    gives ``{parameter: h}`` before the first step and every ``refresh_every`` steps.  A step
-    follows the mean loss of ``batch_size`` examples (the paper's: one), so the gradient is scaled
-    by ``batch_size``: one step moves as far as that many of the paper's."""
+    """w_k -= lr / (mu + h_kk) * gradient; ``curvature()`` gives ``{parameter: h}`` before the
+    first step and every ``refresh_every`` steps.  A step follows the mean loss of ``batch_size``
+    examples (the paper's: one), so the gradient is scaled by ``batch_size``: one step moves as far
+    as that many of the paper's."""
 
     def __init__(
         self,
@@ -65,11 +63,9 @@ class SDLM(torch.optim.Optimizer):
 
     def effective_learning_rates(self) -> torch.Tensor:
         """All eps_k = lr / (mu + h_kk) of the current estimate, as one flat tensor."""
-        return torch.cat(
-            [
-                group["lr"] / (self.state[p]["h"] + group["mu"]).flatten()
-                for group in self.param_groups
-                for p in group["params"]
-                if "h" in self.state[p]
-            ]
-        )
+        rates = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if "h" in self.state[p]:
+                    rates.append((group["lr"] / (self.state[p]["h"] + group["mu"])).flatten())
+        return torch.cat(rates)

@@ -1,12 +1,9 @@
-"""Training: :func:`fit` is the textbook loop (set up; for each epoch: train, evaluate, record,
-save) over device-resident tensors.
+"""Training: :func:`fit` is the textbook loop (set up; each epoch: train, evaluate, record, save).
 
 It is fast because the data set moves to the device once, a batch is a slice of a per-epoch
-permutation (``run_state.Batches``), and the loss and correct count stay on the device until
-the epoch ends, so the host never waits inside an epoch.  On CUDA, ``cuda_graphs=True``
-replays the same :func:`train_step`, recorded once as a CUDA graph (graphs.py)."""
-
-from __future__ import annotations
+permutation (``run_state.Batches``), and the loss and correct count stay on the device until the
+epoch ends, so the host never waits inside an epoch.  On CUDA, ``cuda_graphs=True`` replays the
+same :func:`train_step`, recorded once as a CUDA graph (graphs.py)."""
 
 import contextlib
 import math
@@ -88,8 +85,8 @@ def fit(
 
 @contextlib.contextmanager
 def stop_button(run: Run, checkpoint: PathLike | None) -> Iterator[None]:
-    """A notebook's stop button ends training: what was trained stays usable, and one line says
-    what the checkpoint holds.  Elsewhere Ctrl-C goes on up: the command line says it."""
+    """A notebook's stop button ends training, and one line says what the checkpoint holds;
+    elsewhere Ctrl-C goes on up (the command line says it)."""
     try:
         yield
     except KeyboardInterrupt:
@@ -100,16 +97,14 @@ def stop_button(run: Run, checkpoint: PathLike | None) -> Iterator[None]:
         there = checkpoint is not None and done > 0 and os.path.isfile(checkpoint)
         saved = load_checkpoint(checkpoint)["epoch"] if there else 0
         where = f"; {checkpoint} holds epoch {saved} (resume=True continues)" if saved else ""
-        epochs = f"{done} finished epoch" + ("s" if done != 1 else "")
-        print(
-            f"interrupted in epoch {done + 1}: the model and the history hold {epochs}{where}",
-            file=sys.stderr,
-        )
+        held = f"{done} finished epoch" + ("s" if done != 1 else "")
+        message = f"interrupted in epoch {done + 1}: the model and the history hold {held}{where}"
+        print(message, file=sys.stderr)
 
 
 def start_run(run: Run, threads: int | None, resume: PathLike | None) -> None:
-    """Record the settings and agree on them across ranks; wrap the model for DDP or compile;
-    continue a saved run; record the step as CUDA graphs."""
+    """Agree on the settings across ranks; wrap the model (DDP, compile); continue a saved run;
+    record the step as CUDA graphs."""
     run.history.config["threads"] = threads
     local = ("threads", "progress", "tensorboard")  # may differ between ranks
     distributed.check_same({k: v for k, v in run.history.config.items() if k not in local})
@@ -146,10 +141,8 @@ def train_epoch(run: Run, epoch: int, on_step: Callable[[], Any]) -> tuple[torch
 
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One step: zero_grad, forward, loss, backward, step, as notebook 06 writes it out, with
-    bfloat16 autocast if asked for, the model as it trains (``run.runner``: DDP or compiled) and
-    the model's own loss and scores if it has them.  Returns the loss and the correct count, left
-    on the device (reading them would wait)."""
+    """zero_grad, forward, loss, backward, step, as notebook 06 writes it out; returns the loss and
+    the correct count, left on the device (reading them would wait)."""
     run.optimizer.zero_grad(set_to_none=True)
     with run.autocast():
         outputs = run.runner(images)
@@ -161,30 +154,24 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[to
 
 
 def end_epoch(run: Run, epoch: int, trained: tuple[torch.Tensor, ...], start: float) -> dict:
-    """Evaluate the held-out sets, check for divergence, return the epoch's record: the epoch's
-    one wait for the device; under torchrun one message sums the ranks' losses and counts."""
+    """Evaluate, check for divergence, return the epoch's record: the epoch's one wait for the
+    device; under torchrun one message sums the ranks' losses and counts."""
     losses, correct = trained
     sizes = run.batches.local_sizes(distributed.rank())
     flip, size = run.config.test_flip, run.config.eval_batch_size
     with run.autocast():
-        held_out = [
-            (class_scores(run.model, x, size, flip).argmax(1) == y).sum()
-            for x, y in run.held_out.values()
-        ]
+        held_out = [accuracy_on(run.model, x, y, size, flip) for x, y in run.held_out.values()]
     finite = torch.stack([p.detach().isfinite().all() for p in run.model.parameters()]).all()
     # exploding: a loss a thousand times the first, before it reaches inf or NaN
     calm = (losses <= 1000 * losses[0].clamp(min=1)).all()
     sums = [(losses * sizes).sum(), correct, sizes.sum(), ~finite, ~calm]
     summed = distributed.all_sum(torch.stack([value.double() for value in sums]))
-    values = torch.cat([summed, *(count.double().view(1) for count in held_out)]).tolist()
-    loss_sum, n_correct, n, broken, exploding, *held_out_correct = values
+    values = torch.cat([summed, *(share.view(1) for share in held_out)]).tolist()
+    loss_sum, n_correct, n, broken, exploding, *held_out_accuracy = values
     if not math.isfinite(loss_sum) or broken or exploding:
         raise diverged(run, epoch, losses)
     seconds = time.perf_counter() - start
-    accuracy = {
-        name: right / len(y)
-        for (name, (_, y)), right in zip(run.held_out.items(), held_out_correct, strict=True)
-    }
+    accuracy = dict(zip(run.held_out, held_out_accuracy, strict=True))
     return {
         "epoch": epoch + 1,
         "train_loss": loss_sum / n,
@@ -263,8 +250,7 @@ def tensorboard(log_dir: str | None) -> Any:
     if log_dir is None:
         return contextlib.nullcontext()
     try:
-        # optional: imported only when asked for
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional: imported when asked for
     except ImportError as error:
         raise ImportError(
             "tensorboard=... needs the tensorboard package (pip install tensorboard); or leave "
@@ -282,8 +268,8 @@ def evaluate(
     device: str | torch.device | None = None,
     flip: bool = False,
 ) -> float:
-    """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own);
-    ``flip``: with test-time flips (see ``class_scores``)."""
+    """The accuracy of ``model`` on ``data``, scaled as ``normalization`` (default: data's own),
+    with test-time flips if ``flip`` (see ``class_scores``)."""
     check_positive("batch_size", batch_size)
     spec = input_spec(model)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
@@ -291,8 +277,13 @@ def evaluate(
     norm = normalization if normalization is not None else normalization_for(spec, images)
     check_normalization(norm)
     x = prepare_images(images.to(device), spec, dict(norm))
-    right = class_scores(model, x, batch_size, flip).argmax(1) == labels.to(device)
-    return right.sum().item() / len(x)
+    return accuracy_on(model, x, labels.to(device), batch_size, flip).item()
+
+
+def accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, flip: bool) -> Any:
+    """The share of the images ``x`` that ``model`` classifies as ``y``, left on the device."""
+    right = class_scores(model, x, size, flip).argmax(1) == y
+    return right.sum().double() / len(y)
 
 
 def available_cores() -> int:
@@ -322,7 +313,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch's generators (CPU and CUDA) and Python's ``random``: call it before building a
-    model for the same weights (fit calls it again for the same dropout and augmentation)."""
+    """Seed torch (CPU and CUDA) and ``random``: call it before building a model for the same
+    weights (fit calls it again for the same dropout and augmentation)."""
     random.seed(seed)
     torch.manual_seed(seed)

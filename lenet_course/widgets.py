@@ -1,8 +1,6 @@
 """Explorers: ipywidgets wired to pure functions (``arithmetic.explore_conv``, ``explore_pool``,
 :func:`kernel_view`, :func:`feature_map_view`) that hold all the logic, testable headless."""
 
-from __future__ import annotations
-
 import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -129,10 +127,9 @@ def kernel_view(image: Any, kernel: Any, row: int, col: int) -> KernelView:
     rows, cols = height - kh + 1, width - kw + 1
     whole = all(hasattr(i, "__index__") and not isinstance(i, bool) for i in (row, col))
     if not (whole and 0 <= row < rows and 0 <= col < cols):
-        raise ValueError(
-            f"row={row!r}, col={col!r}: a {kh}x{kw} kernel on a {height}x{width} image has "
-            f"positions 0..{rows - 1} x 0..{cols - 1} (whole numbers)"
-        )
+        positions = f"positions 0..{rows - 1} x 0..{cols - 1} (whole numbers)"
+        where = f"a {kh}x{kw} kernel on a {height}x{width} image has {positions}"
+        raise ValueError(f"row={row!r}, col={col!r}: {where}")
     row, col = int(row), int(col)
     products = image[row : row + kh, col : col + kw] * kernel
     full = F.conv2d(image[None, None], kernel[None, None])[0, 0]
@@ -194,10 +191,8 @@ class FeatureMapView:
     def caption(self) -> str:
         count, height, width = self.maps.shape
         low, high = float(self.maps.min()), float(self.maps.max())
-        return (
-            f"test image {self.index} ({self.label}) through {self.stage}: {count} maps of "
-            f"{height}x{width}, values {low:.2f} .. {high:.2f}"
-        )
+        maps = f"{count} maps of {height}x{width}, values {low:.2f} .. {high:.2f}"
+        return f"test image {self.index} ({self.label}) through {self.stage}: {maps}"
 
 
 def feature_map_view(model, data, normalization, index: int, stage: str) -> FeatureMapView:
