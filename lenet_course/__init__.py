@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 LAYERS = tuple(
     "notebook check paper arguments arithmetic data sdlm lenet1998 models counting config "
     "checkpoint distributed graphs run_state train predict inspect_model plots widgets run_folder "
-    "cli".split()
+    "cli draw".split()
 )
 
 __all__ = ["LAYERS", "__version__"]

@@ -2,8 +2,6 @@
 recipe that made the data set (Fashion-MNIST, arXiv:1708.07747: trim, longest edge 28, centre,
 negate; MNIST: fit in 20 x 20, centre of mass in the middle)."""
 
-from __future__ import annotations
-
 import math
 import numbers
 import os
@@ -39,8 +37,7 @@ def load_image(path: PathLike) -> Image.Image:
         raise ImageFileError(f"{path}: is {what}, not an image file")
     try:
         with Image.open(path) as image:
-            # decode now, so that a truncated file fails here rather than later
-            image.load()
+            image.load()  # decode now, so that a truncated file fails here rather than later
             image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
@@ -60,9 +57,7 @@ def load_image(path: PathLike) -> Image.Image:
 def to_grayscale(image: Image.Image) -> np.ndarray:
     """Any image as H x W uint8 brightness (0 black .. 255 white), transparent pixels on white."""
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return np.asarray(image.convert("L"), dtype=np.uint8).copy()
     # 16-bit images span 0..65535; 32-bit and float ones have no fixed range: their own does
@@ -91,13 +86,20 @@ class ConvertedImage:
     size: tuple[int, int]  #: (width, height) of the picture as read
 
 
+def resize(image: Image.Image, width: int, height: int) -> np.ndarray:
+    """Lanczos, across then down: one pass per axis, as lenet.js does (Pillow 13 picks the order
+    of its two passes from the image's shape, which moves a pixel's value by a few levels)."""
+    across = image.resize((width, image.height), Image.Resampling.LANCZOS)
+    return np.array(across.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
 def _place(values: np.ndarray, level: float, dataset: str) -> torch.Tensor:
     """Resize the trimmed object ``values`` as ``dataset`` did and centre it on the canvas."""
     longest, centring = LAYOUTS[dataset]
     scale = longest / max(values.shape)
     new_h, new_w = (max(1, round(side * scale)) for side in values.shape)
     small = Image.fromarray(np.rint(values).astype(np.uint8))
-    patch = np.asarray(small.resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.uint8)
+    patch = resize(small, new_w, new_h)
     top, left = (CANVAS - new_h) // 2, (CANVAS - new_w) // 2
     mass = patch.astype(np.float64) - level
     if centring == "mass" and mass.sum() > 0:
@@ -138,11 +140,9 @@ def convert_image(image, *, invert=None, dataset="fashion-mnist") -> ConvertedIm
     return ConvertedImage(_place(values, level, dataset), inverted, background, gray.shape[::-1])
 
 
-def class_probabilities(
-    model, images, normalization, *, batch_size=1000, flip=False
-) -> torch.Tensor:
-    """Softmax of the class scores (models.class_scores) of uint8 ``images``: N x classes, CPU;
-    ``flip`` (test-time flips): the mean of each image's and its mirror image's."""
+def class_probabilities(model, images, normalization, *, batch_size=1000, flip=False):
+    """Softmax of the class scores (models.class_scores) of uint8 ``images``, a CPU tensor of
+    N x classes; ``flip`` (test-time flips): the mean of each image's and its mirror image's."""
     if not (_whole(batch_size) and batch_size >= 1):
         raise ValueError(f"batch_size={batch_size!r}; it must be a whole number, at least 1")
     if not isinstance(flip, bool):  # "no" would flip
@@ -223,8 +223,7 @@ def predict_files(checkpoint, paths, *, top_k=3, invert=None, model=None) -> lis
     good = [p for p in predictions if p.error is None]
     if good:
         pixels = torch.stack([p.pixels for p in good])  # type: ignore[misc]
-        normalization = checkpoint["normalization"]
-        probabilities = class_probabilities(model, pixels, normalization, flip=flip)
+        probabilities = class_probabilities(model, pixels, checkpoint["normalization"], flip=flip)
         tops = top_classes(probabilities, class_names, top_k)
         # NaN when the weights are not finite, or overflow on this picture
         for p, top, finite in zip(good, tops, probabilities.isfinite().all(dim=1), strict=True):

@@ -371,3 +371,17 @@ def test_execute_switch(tmp_path: Path) -> None:
     assert stored["execute_notebooks"] == "off", "`make book` must not execute the notebooks"
     command = build_book.build_command(tmp_path, fresh=True, config=tmp_path / "c.yml")
     assert {"--warningiserror", "--keep-going", "--all"} <= set(command)
+
+
+@pytest.mark.slow
+def test_draw_and_watch_ships_with_the_site(book: Build) -> None:
+    """The Draw and watch page loads its scripts and weights from the site; notebook 07's pad,
+    which needs a kernel, is a link to that page (no anywidget state left for a CDN to serve)."""
+    draw = (HTML / "draw.html").read_text(encoding="utf-8")
+    for script in ("lenet.js", "weights-mnist.js", "weights-fashion-mnist.js", "pad.js"):
+        assert f'src="_static/draw/{script}"' in draw, f"draw.html does not load {script}"
+        assert (HTML / "_static" / "draw" / script).is_file(), f"_static/draw/{script} missing"
+    inspecting = (HTML / "notebooks" / "07_inspecting_lenet.html").read_text(encoding="utf-8")
+    assert "anywidget" not in inspecting
+    assert 'class="lenet-pad-note"' in inspecting and 'href="../draw.html"' in inspecting
+    assert 'href="draw.html"' in (HTML / "intro.html").read_text(encoding="utf-8")

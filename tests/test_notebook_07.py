@@ -133,3 +133,5 @@ def test_notebook_07_trains_inspects_and_predicts_a_file(run_notebook, real_data
     assert values["file_prediction"] == values["file_label"] == values["test_image_prediction"]
     assert values["cli_matches_library"] is True
     assert values["json_matches_library"] is True
+    # a drawing made in code: the pad and `predict` on the saved drawing read it alike
+    assert values["drawing_pad_top"] == values["drawing_predict_top"]

@@ -24,8 +24,11 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # splits the trainer for readers (run_state.py, arguments.py, a RunContract) and shortens what
 # restated the code: 4,286 formatted, over the issue's 3,900 (aim 3,500). Issue 25's refusals (the
 # resume contract's new entries, environment variables, types checked, the --out folder's module,
-# Ctrl-C anywhere, predict's flips, explorers that never fall over) added 543: 4,829.
-MAX_PACKAGE_LINES = 4829
+# Ctrl-C anywhere, predict's flips, explorers that never fall over) added 543: 4,829. A third
+# round (issue 24: no __future__ imports, table-driven settings checks, docstrings that restated
+# the code) took out 208 without changing a tested message; the Draw and watch pad (issue 29:
+# draw.py, predict.resize) added 117: 4,738.
+MAX_PACKAGE_LINES = 4738
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 

@@ -24,6 +24,11 @@ fetches them once from the npm registry (pinned versions, checked against their 
 integrity, :data:`VENDORED`) into those git-ignored folders. Where
 the registry cannot be reached and no copy is there yet, it says so and builds with the CDN
 addresses instead (an online reader still sees widgets and maths).
+
+The Draw and watch page (book/draw.md) loads LeNet's forward pass, the drawing pad and the
+shipped weights from lenet_course/web/, copied into ``book/_vendor/draw/`` on every build; in the
+copies of the notebooks, notebook 07's drawing pad (an anywidget, which needs a kernel) becomes a
+link to that page.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 NOTEBOOKS = REPO / "notebooks"
+WEB = REPO / "lenet_course" / "web"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PAD_NOTE = (
+    '<p class="lenet-pad-note">In JupyterLab this cell shows the drawing pad, read by the '
+    'notebook\'s own model. On this site, the <a href="../draw.html">Draw and watch</a> page has '
+    "the same pad, with a LeNet running in your browser.</p>"
+)
 EXECUTE_TIMEOUT_S = 1800
 #: npm packages whose files the site loads in the reader's browser, copied into book/_vendor/
 #: and book/_extra/ (both git-ignored) so that the site needs no network: (tarball, sha512
@@ -210,7 +223,41 @@ def copy_notebooks(source: Path = NOTEBOOKS, book: Path = BOOK) -> list[Path]:
         target,
         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc"),
     )
-    return [target / path.name for path in notebooks]
+    copies = [target / path.name for path in notebooks]
+    for copy in copies:
+        drop_kernel_widgets(copy)
+    return copies
+
+
+def drop_kernel_widgets(path: Path) -> int:
+    """Replace the anywidget views of the notebook at ``path`` (notebook 07's drawing pad) by a
+    link to the Draw and watch page, and drop their stored state; return how many went.
+
+    anywidget keeps each widget's JavaScript in the kernel's state, and the page's widget manager
+    would fetch anywidget's own module from a CDN (offline: a console error and an empty box);
+    and a pad needs the kernel's model behind it, which a static page does not have."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    widgets = notebook.get("metadata", {}).get("widgets", {})
+    state = widgets.get(WIDGET_STATE, {}).get("state", {})
+    gone = {key for key, model in state.items() if model.get("model_module") == "anywidget"}
+    for key in gone:
+        del state[key]
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("data", {}).get(WIDGET_VIEW, {}).get("model_id") in gone:
+                output["data"] = {"text/html": PAD_NOTE}
+    if gone:
+        path.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+    return len(gone)
+
+
+def copy_web(book: Path = BOOK) -> list[Path]:
+    """Copy the Draw and watch page's scripts and weights (lenet_course/web/) into
+    ``book/_vendor/draw/``, published as ``_static/draw/``; return the copies."""
+    target = book / "_vendor" / "draw"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    return [Path(shutil.copy2(path, target)) for path in sorted(WEB.glob("*.js"))]
 
 
 def execute_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
@@ -283,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output.resolve()
     overrides = execute_settings(os.environ)
     written = vendor_static()
+    copy_web()
     if written:
         print(f"{written} widget and MathJax files fetched into book/", flush=True)
     fallback = CDN_FALLBACK if written is None else {}  # no local copies
