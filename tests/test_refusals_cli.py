@@ -34,10 +34,14 @@ FULL_DISK = OSError(errno.ENOSPC, "No space left on device")
 
 @pytest.fixture(autouse=True)
 def one_thread_and_sigint_restored():
+    # A test run started in the background (`nohup make test &`) inherits SIGINT ignored, which
+    # main rightly leaves alone: give these tests the terminal's Ctrl-C, and put back what was.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
     yield
     torch.set_num_threads(threads)
     assert signal.getsignal(signal.SIGINT) is handler  # main puts Ctrl-C's handler back
+    signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.fixture(scope="module")
