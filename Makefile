@@ -13,6 +13,19 @@ STAMP := $(VENV)/.lenet-course-installed
 PORT ?= 8888
 # The folder JupyterLab serves (the tests point it at a copy of notebooks/).
 LAB_DIR ?= notebooks
+# EDITION=zh: the Chinese edition, notebooks-zh/ (generated from notebooks/ and i18n/zh/ by
+# tools/translate.py: the same code and outputs, Chinese prose and quizzes), with JupyterLab's
+# interface and the exercise checker in Chinese.
+EDITION ?= en
+ifeq ($(filter en zh,$(EDITION)),)
+$(error EDITION=$(EDITION): use en (the default) or zh)
+endif
+ifeq ($(EDITION),zh)
+LAB_DIR := notebooks-zh
+export LENET_COURSE_LANG := zh
+export JUPYTERLAB_SETTINGS_DIR := $(abspath .jupyter-zh/user-settings)
+endif
+LOCALE_SETTINGS := $(JUPYTERLAB_SETTINGS_DIR)/@jupyterlab/translation-extension/plugin.jupyterlab-settings
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k arithmetic"`.
 PYTEST_ARGS ?=
 
@@ -21,10 +34,11 @@ ifdef LENET_COURSE_DATA
 export LENET_COURSE_DATA := $(abspath $(LENET_COURSE_DATA))
 endif
 
-.PHONY: lab test check reproduce venv data book train bench clean help
+.PHONY: lab test check reproduce venv data book train bench clean help zh
 
 help:
 	@echo "make lab   - set up .venv and the data, start JupyterLab on notebooks/ (the course)"
+	@echo "make lab EDITION=zh - the same in Chinese (notebooks-zh/, JupyterLab in Chinese)"
 	@echo "make test  - set up .venv and run every test (package, notebooks, book, browser)"
 	@echo "make check - the quick tests only (no notebook, book or browser), under 2 minutes"
 	@echo "make reproduce - re-execute the notebooks at full size, in place, and check their claims"
@@ -45,7 +59,7 @@ $(STAMP): requirements.txt requirements-d2l.txt pyproject.toml tools/install_d2l
 data: $(STAMP)
 	$(PY) -m lenet_course data
 
-lab: data
+lab: data $(if $(filter zh,$(EDITION)),zh)
 	@echo "Starting JupyterLab on $(LAB_DIR)/ (port $(PORT)); open the URL it prints below."
 	$(PY) -m jupyter lab --notebook-dir=$(LAB_DIR) --ServerApp.ip=127.0.0.1 \
 		--ServerApp.port=$(PORT) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) \
@@ -79,6 +93,12 @@ bench: data
 # BOOK_EXECUTE=1 re-executes every notebook first (BOOK_TIMEOUT: seconds per cell, default 1800).
 book: $(if $(filter 1,$(BOOK_EXECUTE)),data,$(STAMP))
 	$(PY) tools/build_book.py
+
+# The Chinese notebooks, and JupyterLab's Chinese interface for `make lab EDITION=zh`.
+zh: $(STAMP)
+	$(PY) tools/translate.py build
+	$(if $(filter zh,$(EDITION)),mkdir -p $(dir $(LOCALE_SETTINGS)) && \
+		echo '{"locale": "zh_CN"}' > $(LOCALE_SETTINGS))
 
 clean:
 	rm -rf book/_build book/notebooks .pytest_cache test-artifacts

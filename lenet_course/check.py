@@ -5,11 +5,14 @@ solutions call ``solution(key, value)``, which fails when the stored digest disa
 import hashlib
 import json
 import numbers
+import os
 from functools import cache
 from importlib import resources
 from typing import Any
 
 ANSWERS = resources.files("lenet_course") / "answers.json"
+#: The Chinese edition's verdicts and hints, used when LENET_COURSE_LANG=zh (make lab EDITION=zh).
+CHINESE = resources.files("lenet_course") / "zh.json"
 RESTORE = "restore it: git checkout lenet_course/answers.json, or reinstall the course"
 
 
@@ -55,6 +58,15 @@ def answers() -> dict[str, dict[str, str]]:
     return table
 
 
+@cache
+def words() -> dict[str, str] | None:
+    """The reader's language: None for English, else {English text: its translation}."""
+    language = os.environ.get("LENET_COURSE_LANG", "en")
+    if language not in ("en", "zh"):
+        raise ValueError(f"LENET_COURSE_LANG={language!r}; use en or zh")
+    return json.loads(CHINESE.read_text(encoding="utf-8")) if language == "zh" else None
+
+
 def exercise(key: str, answer: Any) -> None:
     """Print whether ``answer`` is right, with the hint when it is not."""
     _verdict(key, answer)
@@ -80,6 +92,13 @@ def _verdict(key: str, answer: Any) -> bool:
         except (ValueError, OverflowError, RecursionError):
             # a number too large for a float, a list that holds itself: none is a right answer
             verdict = "not yet"
-    hint = "" if right else f". Hint: {answers()[key]['hint']}"
-    print(f"Exercise {key}: {verdict}{hint}")
+    table = words()
+    if table is None:
+        hint = "" if right else f". Hint: {answers()[key]['hint']}"
+        print(f"Exercise {key}: {verdict}{hint}")
+        return right
+    # the verdict's first words (a TypeError's reason stays in English), then the hint
+    verdict = next((table[v] + verdict[len(v) :] for v in table if verdict.startswith(v)), verdict)
+    hint = "" if right else f"。{table['Hint']}：{table['hints'][key]}"
+    print(f"{table['Exercise']} {key}：{verdict}{hint}")
     return right

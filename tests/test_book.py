@@ -8,6 +8,7 @@ reuses it.
 from __future__ import annotations
 
 import html
+import json
 import importlib.util
 import re
 from html.parser import HTMLParser
@@ -385,3 +386,27 @@ def test_draw_and_watch_ships_with_the_site(book: Build) -> None:
     assert "anywidget" not in inspecting
     assert 'class="lenet-pad-note"' in inspecting and 'href="../draw.html"' in inspecting
     assert 'href="draw.html"' in (HTML / "intro.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_chinese_site_twins_the_english_one(book: Build) -> None:
+    """book/_build/html/zh: every page of the English site has its Chinese twin, in zh-CN, with
+    Chinese interface strings and a search index of Chinese words; each links to the other."""
+    english = sorted(p.relative_to(HTML) for p in HTML.glob("**/*.html") if "zh" not in p.parts)
+    pages = [p for p in english if p.parts[0] in ("notebooks", "intro.html", "draw.html")]
+    assert len([p for p in pages if p.parts[0] == "notebooks"]) == len(NOTEBOOKS)
+    for relative in pages:
+        chinese = HTML / "zh" / relative
+        assert chinese.is_file(), f"zh/{relative} is missing"
+        text = chinese.read_text(encoding="utf-8")
+        assert '<html lang="zh-CN"' in text, f"zh/{relative} is not marked zh-CN"
+        for page, twin in ((chinese, HTML / relative), (HTML / relative, chinese)):
+            found = re.search(r'class="lenet-twin"><a href="([^"]+)"', page.read_text("utf-8"))
+            assert found, f"{page.relative_to(HTML)} has no link to its twin"
+            assert (page.parent / found.group(1)).resolve() == twin.resolve()
+    intro = (HTML / "zh" / "intro.html").read_text(encoding="utf-8")
+    assert "搜索" in intro, "the interface strings are not Chinese"
+    index = (HTML / "zh" / "searchindex.js").read_text(encoding="utf-8")
+    terms = json.loads(index[index.index("(") + 1 : index.rindex(")")])["terms"]
+    # words, not single characters: jieba segments the text (without it: none of these)
+    assert {"卷积", "池化", "参数"} <= set(terms), "the Chinese search index holds no Chinese words"

@@ -27,8 +27,9 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # Ctrl-C anywhere, predict's flips, explorers that never fall over) added 543: 4,829. A third
 # round (issue 24: no __future__ imports, table-driven settings checks, docstrings that restated
 # the code) took out 208 without changing a tested message; the Draw and watch pad (issue 29:
-# draw.py, predict.resize) added 117: 4,738.
-MAX_PACKAGE_LINES = 4738
+# draw.py, predict.resize) added 117: 4,738. The exercise checker in Chinese (issue 27) added 19:
+# 4,757.
+MAX_PACKAGE_LINES = 4757
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 

@@ -55,6 +55,16 @@ REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 NOTEBOOKS = REPO / "notebooks"
 WEB = REPO / "lenet_course" / "web"
+ZH_PAGES = REPO / "i18n" / "zh" / "book"
+ZH_SOURCE = BOOK / "_zh"  # the Chinese book's source folder, assembled for each build
+ZH_NOTEBOOKS = REPO / "notebooks-zh"
+#: What the Chinese site sets on top of book/_config.yml.
+ZH_CONFIG = {
+    "title": "LeNet 动手学",
+    "author": "LeNet 课程作者",
+    "sphinx": {"html_search_language": "zh", "language": "zh_CN"},
+}
+TWIN = '<p class="lenet-twin"><a href="{href}" lang="{lang}" hreflang="{lang}">{label}</a></p>'
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PAD_NOTE = (
@@ -296,19 +306,88 @@ def write_config(
     return path
 
 
-def build_command(output: Path, *, fresh: bool, config: Path | None = None) -> list[str]:
+def build_command(
+    output: Path, *, fresh: bool, config: Path | None = None, source: Path = BOOK
+) -> list[str]:
     """The ``jupyter-book build`` command line (the script next to this Python, as in a venv)."""
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     program = str(jupyter_book) if jupyter_book.exists() else shutil.which("jupyter-book")
     if program is None:
         raise SystemExit("jupyter-book is not installed: pip install 'jupyter-book>=1.0.4,<2'")
-    command = [program, "build", str(BOOK), "--builder", "html", "--path-output", str(output)]
+    command = [program, "build", str(source), "--builder", "html", "--path-output", str(output)]
     command += ["--warningiserror", "--keep-going"]
     if fresh:
         command.append("--all")
     if config is not None:
         command += ["--config", str(config)]
     return command
+
+
+def assemble_chinese() -> Path:
+    """book/_zh/: the Chinese book's source, from book/ (configuration, table of contents,
+    bibliography, vendored scripts), i18n/zh/book/ (its pages) and notebooks-zh/ (its notebooks,
+    written now by tools/translate.py)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import translate
+
+    translate.build()
+    shutil.rmtree(ZH_SOURCE, ignore_errors=True)
+    ZH_SOURCE.mkdir()
+    for name in ("_toc.yml", "references.bib"):
+        shutil.copy2(BOOK / name, ZH_SOURCE / name)
+    for page in ("intro.md", "draw.md", "references.md"):
+        chinese = ZH_PAGES / page
+        text = chinese.read_text(encoding="utf-8") if chinese.exists() else None
+        if text is None:  # not translated yet: the English page under a note
+            english = (BOOK / page).read_text(encoding="utf-8")
+            title, _, rest = english.partition("\n")
+            text = f"{title}\n\n{translate.PENDING_NOTE}{rest}"
+        (ZH_SOURCE / page).write_text(text, encoding="utf-8")
+    for folder in ("_vendor", "_extra"):
+        if (BOOK / folder).exists():
+            (ZH_SOURCE / folder).symlink_to(BOOK / folder, target_is_directory=True)
+    copy_notebooks(ZH_NOTEBOOKS, ZH_SOURCE)
+    config = yaml.safe_load((BOOK / "_config.yml").read_text(encoding="utf-8"))
+    config["title"], config["author"] = ZH_CONFIG["title"], ZH_CONFIG["author"]
+    config["sphinx"]["config"].update(ZH_CONFIG["sphinx"])
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    (ZH_SOURCE / "_config.yml").write_text(text, encoding="utf-8")
+    return ZH_SOURCE
+
+
+def link_twins(html: Path) -> int:
+    """Put a link to its twin on every page of the English site (``html``) and of the Chinese
+    one (``html/zh``) that has one; return how many pages got one."""
+    linked = 0
+    for page in sorted(html.rglob("*.html")):
+        relative = page.relative_to(html)
+        chinese = relative.parts[0] == "zh"
+        twin = html / relative.relative_to("zh") if chinese else html / "zh" / relative
+        if not twin.exists() or relative.parts[-2:-1] == ("_static",):
+            continue
+        href = os.path.relpath(twin, page.parent)
+        label, lang = ("English", "en") if chinese else ("中文版", "zh-CN")
+        text = page.read_text(encoding="utf-8")
+        marker = '<article class="bd-article">'
+        if marker in text and 'class="lenet-twin"' not in text:
+            link = TWIN.format(href=href, lang=lang, label=label)
+            page.write_text(text.replace(marker, marker + link, 1), encoding="utf-8")
+            linked += 1
+    return linked
+
+
+def build_chinese(output: Path, fresh: bool, config: Path | None) -> int:
+    """Build the Chinese site into ``output``/_build/html/zh; return jupyter-book's status."""
+    source = assemble_chinese()
+    build = output / "_build" / "zh"
+    command = build_command(build, fresh=fresh, config=config, source=source)
+    print("$ " + " ".join(command), flush=True)
+    status = subprocess.call(command, cwd=REPO)
+    if status == 0:
+        target = output / "_build" / "html" / "zh"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(build / "_build" / "html", target)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--notebooks", type=Path, default=NOTEBOOKS, help="where the notebooks are copied from"
+    )
+    parser.add_argument(
+        "--edition", choices=("both", "en"), default="both", help="default: both (zh/ too)"
     )
     args = parser.parse_args(argv)
 
@@ -341,8 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     command = build_command(output, fresh=fresh, config=config)
     print("$ " + " ".join(command), flush=True)
     status = subprocess.call(command, cwd=REPO)
+    if status == 0 and args.edition in ("both", "zh"):
+        zh_config = None
+        if overrides or fallback:
+            zh_config = write_config(output / "_build" / "zh", overrides or {}, ZH_SOURCE, fallback)
+        status = build_chinese(output, fresh, zh_config)
     if status == 0:
-        print(f"The book is in {output / '_build' / 'html'} (open index.html).")
+        html = output / "_build" / "html"
+        linked = link_twins(html)
+        print(f"The book is in {html} (open index.html); {linked} pages link to their twin.")
     return status
 
 

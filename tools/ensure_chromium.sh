@@ -30,6 +30,20 @@ if [ ! -x "$CHROMIUM" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium fonts-liberation
 fi
 
+# A Chinese font, so that the Chinese edition's pages (tests/test_browser.py) are legible in the
+# screenshots: WenQuanYi Micro Hei (5 MB; Noto CJK would be 60). Only where apt-get and root are.
+if ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    echo "ensure_chromium: installing a Chinese font (fonts-wqy-microhei)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends fonts-wqy-microhei \
+      >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends fonts-wqy-microhei >/dev/null; } \
+      || echo "ensure_chromium: no Chinese font installed; Chinese screenshots show boxes" >&2
+  else
+    echo "ensure_chromium: no Chinese font; for legible Chinese screenshots install fonts-wqy-microhei" >&2
+  fi
+fi
+
 # A quick start: a headless Chromium that cannot print a blank page cannot run the tests.
 if ! timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
      --disable-component-update --disable-sync --no-first-run --dump-dom about:blank \

@@ -1,0 +1,53 @@
+"""The Chinese site in a real browser (headless Chromium, a CJK font installed by
+tools/ensure_chromium.sh): notebook 01's Chinese page offline, a quiz question answered in
+Chinese, a solution opened, no literal ** left by the Markdown, and the link to the English page."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_browser import browser, built_book, new_page, notebook, screenshot  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+QUIZ = REPO / "i18n" / "zh" / "quizzes" / "01.json"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_a_chinese_page_offline(browser: Any, built_book: Path) -> None:  # noqa: F811
+    page, blocked = new_page(browser, "file://")
+    stem = notebook("01_").stem
+    page.goto((built_book / "zh" / "notebooks" / f"{stem}.html").as_uri())
+    page.wait_for_load_state("load")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    # the page's prose, code left out (Python has its own **)
+    prose = page.evaluate(
+        """() => { const main = document.querySelector("main").cloneNode(true);
+                   main.querySelectorAll("pre, code, .cell_output").forEach((e) => e.remove());
+                   return main.innerText; }"""
+    )
+    assert "**" not in prose, "Markdown left ** unparsed next to Chinese punctuation"
+    if QUIZ.exists():
+        first = json.loads(QUIZ.read_text(encoding="utf-8"))[0]
+        right = next(a for a in first["answers"] if a.get("correct"))
+        wrong = next(a for a in first["answers"] if not a.get("correct"))
+        page.locator(".MCButton", has_text=wrong["answer"]).first.click()
+        feedback = page.locator(".Quiz .Feedback").first
+        assert wrong["feedback"] in feedback.inner_text()
+        page.locator(".MCButton", has_text=right["answer"]).first.click()
+        assert right["feedback"] in feedback.inner_text()
+        assert "correct" in (feedback.get_attribute("class") or "").split()
+    solution = page.locator("main details", has_text="Solution 1").first
+    code = solution.locator("pre", has_text="shift_right")
+    assert not code.is_visible(), "solution 1 is shown before the reader asks for it"
+    solution.locator("summary").click()
+    code.wait_for(state="visible", timeout=5_000)
+    twin = page.locator(".lenet-twin a")
+    assert twin.inner_text() == "English"
+    screenshot(page, "book-zh-quiz-and-solution")
+    twin.click()
+    page.wait_for_load_state("load")
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.url.endswith(f"/notebooks/{stem}.html")
+    assert not blocked, f"the page asked the network for {blocked[:5]}"
