@@ -8,8 +8,8 @@ reuses it.
 from __future__ import annotations
 
 import html
-import json
 import importlib.util
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path

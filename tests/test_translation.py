@@ -157,3 +157,30 @@ def test_the_first_chinese_notebook_runs(chinese, real_data_root):
     values = recorded_values(nbformat.read(output, as_version=4))
     assert values["random_checks"] == 40 and values["learning_steps"] == 100
     assert values["first_output"] == 0 * 0 + 1 * 1 + 3 * 2 + 4 * 3
+
+
+def test_extract_follows_a_new_id_and_marks_changed_english(tmp_path, monkeypatch):
+    """A re-created cell id keeps its translation (found by its English); a changed English
+    keeps the old translation, marked out of date, with the old English beside it."""
+    path = NOTEBOOKS[2]
+    copy = tmp_path / path.name
+    notebook = nbformat.read(path, as_version=4)
+    cells = [cell for cell in notebook.cells if cell.cell_type == "markdown"]
+    renamed, edited = cells[1], cells[2]
+    old_id, edited_english = renamed.id, edited.source
+    renamed.id = "0123abcd"
+    edited.source += "\n\nOne more sentence."
+    nbformat.write(notebook, copy)
+    catalogues = tmp_path / "po"
+    catalogues.mkdir()
+    (catalogues / f"{path.stem}.po").write_bytes(translate.catalogue_path(path).read_bytes())
+    monkeypatch.setattr(translate, "CATALOGUES", catalogues)
+    translate.write_catalogue(copy, translate.extract(copy))
+    entries = {m.context: m for m in translate.read_catalogue(copy) if m.id}
+    assert old_id not in entries and entries["0123abcd"].string and not entries["0123abcd"].fuzzy
+    assert entries[edited.id].fuzzy and entries[edited.id].string
+    first_line = edited_english.splitlines()[0]
+    # the old English stays beside it, for the translator
+    assert f'#| msgid "" "{first_line}' in (catalogues / f"{path.stem}.po").read_text()
+    state = translate.status(copy)
+    assert state["out of date"] == [edited.id] and not state["missing"] and not state["orphans"]
