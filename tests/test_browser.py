@@ -417,6 +417,15 @@ def test_book_kernel_explorer_offline(browser: Any, built_book: Path) -> None:
     assert not blocked, f"the page asked the network for {blocked[:5]}"
 
 
+def open_solution_1(page: Any) -> None:
+    """Notebook 01's hidden solution 1 is closed until the reader opens it; open it."""
+    solution = page.locator("main details", has_text="Solution 1").first
+    code = solution.locator("pre", has_text="shift_right")
+    assert not code.is_visible(), "solution 1 is shown before the reader asks for it"
+    solution.locator("summary").click()
+    code.wait_for(state="visible", timeout=5_000)
+
+
 def test_book_quiz_and_solutions_work_offline(browser: Any, built_book: Path) -> None:
     """On notebook 01's static page, with no kernel and no network: a quiz question answers a
     click with its feedback, and a hidden solution opens when the reader asks for it."""
@@ -433,10 +442,6 @@ def test_book_quiz_and_solutions_work_offline(browser: Any, built_book: Path) ->
     assert "Right: one output sees one 3 x 3 window." in feedback.inner_text()
     assert "correct" in (feedback.get_attribute("class") or "").split()
 
-    solution = page.locator("main details", has_text="Solution 1").first
-    code = solution.locator("pre", has_text="shift_right")
-    assert not code.is_visible(), "solution 1 is shown before the reader asks for it"
-    solution.locator("summary").click()
-    code.wait_for(state="visible", timeout=5_000)
+    open_solution_1(page)
     screenshot(page, "book-quiz-and-solution")
     assert not blocked, f"the page asked the network for {blocked[:5]}"

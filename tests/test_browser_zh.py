@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import browser, built_book, new_page, notebook, screenshot  # noqa: F401
+from test_browser import (  # noqa: F401 (fixtures)
+    browser,
+    built_book,
+    new_page,
+    notebook,
+    open_solution_1,
+    screenshot,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 QUIZ = REPO / "i18n" / "zh" / "quizzes" / "01.json"
@@ -38,11 +45,7 @@ def test_a_chinese_page_offline(browser: Any, built_book: Path) -> None:  # noqa
         page.locator(".MCButton", has_text=right["answer"]).first.click()
         assert right["feedback"] in feedback.inner_text()
         assert "correct" in (feedback.get_attribute("class") or "").split()
-    solution = page.locator("main details", has_text="Solution 1").first
-    code = solution.locator("pre", has_text="shift_right")
-    assert not code.is_visible(), "solution 1 is shown before the reader asks for it"
-    solution.locator("summary").click()
-    code.wait_for(state="visible", timeout=5_000)
+    open_solution_1(page)  # the code cells, and so the solutions, are the English ones
     twin = page.locator(".lenet-twin a")
     assert twin.inner_text() == "English"
     screenshot(page, "book-zh-quiz-and-solution")
