@@ -174,6 +174,14 @@ def test_what_the_page_tells_its_reader_to_try():
     assert outlines["Trouser"] == "Dress" and outlines["Pullover"] == "Bag"
 
 
+def test_a_normal_digit_a_little_off_the_middle_is_read_without_centring(mnist_checkpoint):
+    """book/draw.md: convolutions and pooling tolerate some displacement."""
+    pad = DrawPad(mnist_checkpoint)
+    shifted = np.roll(drawing("0"), (18, 24), axis=(0, 1))  # 2 and 3 pixels at 28 x 28
+    send(pad, shifted, centre=False)
+    assert pad.top(1)[0][0] == "0"
+
+
 def test_an_off_centre_digit_is_misread_until_centred(mnist_checkpoint):
     pad = DrawPad(mnist_checkpoint)
     corner = Image.new("L", (SIZE, SIZE), 0)

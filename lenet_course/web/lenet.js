@@ -8,6 +8,12 @@
 // LeNet of notebook 06 (lenet_course.models.LeNet5v1) on weights written by
 // tools/export_draw_weights.py. A classic script (no ES module): pages opened from disk may not
 // import modules.
+//
+// Reading it for LeNet? Skip to "the forward pass" below: conv2d, pool2d, linear and forward are
+// notebook 01's loops. The first half is the preparation, most of it Pillow's resize, written out
+// so that the page's 28 x 28 image is predict.py's to the last pixel. Weights are stored as
+// PyTorch stores them: a convolution's as [out channels, in channels, k, k], a dense layer's as
+// [outputs, inputs], each flattened row by row.
 (function () {
   "use strict";
 
@@ -192,6 +198,7 @@
   }
 
   // ---- the forward pass: lenet_course.models.LeNet5v1 ---------------------------------------------
+  // The base64 float32 tensors of a weights file, decoded once and kept with it.
   function decode(weights) {
     if (weights.decoded) return weights.decoded;
     const tensors = {};
@@ -206,7 +213,7 @@
   // A convolution as notebook 01 writes it: each output is a bias plus a sum of products over the
   // input channels and the kernel window. The input is zero-padded by `pad` on every side.
   function conv2d(input, c, size, { shape, data }, bias, pad) {
-    const [out, , k] = shape;
+    const [out, , k] = shape; // [out channels, in channels, k, k]
     const outSize = size + 2 * pad - k + 1;
     const result = new Float32Array(out * outSize * outSize);
     for (let o = 0; o < out; o++) {

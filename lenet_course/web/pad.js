@@ -11,22 +11,28 @@
   const SIZE = 224; // the drawing canvas, in pixels
   const STROKE = 18; // about the stroke width of MNIST's digits, relative to their height
   const LAYERS = [
-    ["c1", "C1: 6 feature maps, 28 x 28 (convolution + ReLU)"],
+    ["c1", "C1: 6 feature maps, 28 x 28 (convolution, then the activation)"],
     ["s2", "S2: 6 maps, 14 x 14 (pooling)"],
-    ["c3", "C3: 16 feature maps, 10 x 10"],
-    ["s4", "S4: 16 maps, 5 x 5"],
+    ["c3", "C3: 16 feature maps, 10 x 10 (convolution, then the activation)"],
+    ["s4", "S4: 16 maps, 5 x 5 (pooling)"],
+  ];
+  // F5 and F6 as grids of cells, one per unit: 12 to a row
+  const DENSE = [
+    ["f5", "F5: 120 units (after the activation)"],
+    ["f6", "F6: 84 units (after the activation)"],
   ];
 
   const STYLE = `
     .lenet-pad { font: 14px/1.4 system-ui, sans-serif; display: flex; flex-wrap: wrap; gap: 16px; }
     .lenet-pad canvas.draw { background: #000; touch-action: none; cursor: crosshair;
       border-radius: 4px; width: ${SIZE}px; height: ${SIZE}px; }
-    .lenet-pad canvas.map { image-rendering: pixelated; margin: 1px; background: #000; }
+    .lenet-pad canvas.map { image-rendering: pixelated; margin: 2px; background: #000;
+      outline: 1px solid #999; }
     .lenet-pad .controls { display: flex; gap: 8px; align-items: center; margin: 6px 0; }
     .lenet-pad .bar { background: #3b7dd8; height: 12px; display: inline-block; }
     .lenet-pad .guess { display: flex; gap: 6px; align-items: center; white-space: nowrap; }
     .lenet-pad .layer { margin: 4px 0 8px; }
-    .lenet-pad .caption { color: #555; font-size: 12px; }
+    .lenet-pad .caption { opacity: 0.75; font-size: 12px; }
   `;
 
   function element(tag, props = {}, children = []) {
@@ -35,30 +41,30 @@
     return node;
   }
 
-  // A small grayscale picture of `values` (size x size): black at the smallest value (0 for
-  // feature maps, which ReLU keeps at 0 or above; a kernel's most negative weight) and white at
-  // the largest.
-  function drawMap(canvas, values, offset, size, scale, signed = false) {
-    canvas.width = canvas.height = size;
-    canvas.style.width = canvas.style.height = `${size * scale}px`;
-    let low = signed ? Infinity : 0;
-    let high = -Infinity;
-    for (let i = 0; i < size * size; i++) {
-      low = Math.min(low, values[offset + i]);
-      high = Math.max(high, values[offset + i]);
-    }
-    const image = canvas.getContext("2d").createImageData(size, size);
-    for (let i = 0; i < size * size; i++) {
-      const v = high > low ? Math.round((255 * (values[offset + i] - low)) / (high - low)) : 0;
+  // A small grayscale picture of width x height `values`, on a scale given by `reach`: black at
+  // 0 and white at `reach` for outputs (an activation such as ReLU keeps them at 0 or above);
+  // for kernels (`signed`), grey at 0, white at +reach and black at -reach.
+  function drawMap(canvas, values, offset, [width, height], scale, reach, signed = false) {
+    canvas.width = width;
+    canvas.height = height;
+    canvas.style.width = `${width * scale}px`;
+    canvas.style.height = `${height * scale}px`;
+    const image = canvas.getContext("2d").createImageData(width, height);
+    for (let i = 0; i < width * height; i++) {
+      const x = reach > 0 ? values[offset + i] / reach : 0;
+      const v = Math.round(signed ? 127.5 + 127.5 * x : 255 * Math.max(x, 0));
       image.data.set([v, v, v, 255], 4 * i);
     }
     canvas.getContext("2d").putImageData(image, 0, 0);
   }
 
+  // One picture per channel, all on one scale: the layer's largest value, so that a map that
+  // answers weakly looks darker than one that answers strongly.
   function pictures(key, { data, channels, size }, scale, signed = false) {
+    const reach = Array.from(data).reduce((top, v) => Math.max(top, Math.abs(v)), 0);
     return Array.from({ length: channels }, (_, c) => {
       const canvas = element("canvas", { className: `map ${key}` });
-      drawMap(canvas, data, c * size * size, size, scale, signed);
+      drawMap(canvas, data, c * size * size, [size, size], scale, reach, signed);
       return canvas;
     });
   }
@@ -98,7 +104,7 @@
         this.centre = centre.checked;
         this.update();
       };
-      const centreLabel = element("label", {}, [centre, " centre it, as the data set did"]);
+      const centreLabel = element("label", {}, [centre, " fit and centre it, as the data set did"]);
       this.seen = element("canvas", { className: "map seen" });
       this.top = element("div", { className: "top" });
       this.maps = element("div", { className: "maps" });
@@ -115,6 +121,7 @@
             this.seen,
             element("div", { className: "caption", textContent: "Its top 3 guesses" }),
             this.top,
+            (this.blank = element("div", { className: "caption blank" })),
           ]),
           element("div", {}, [this.maps, this.dense]),
         ]),
@@ -124,7 +131,9 @@
 
     // Pointer events cover the mouse, touch and pens alike.
     listen() {
+      // one pointer draws at a time (a second finger is not a second pen)
       let last = null;
+      let drawing = null;
       const at = (event) => {
         const box = this.canvas.getBoundingClientRect();
         return [
@@ -133,21 +142,24 @@
         ];
       };
       this.canvas.addEventListener("pointerdown", (event) => {
+        if (drawing !== null || event.button !== 0) return; // the main button, or a touch, or a pen
+        drawing = event.pointerId;
         this.canvas.setPointerCapture(event.pointerId);
         last = at(event);
         this.line(last, last);
         this.schedule();
       });
       this.canvas.addEventListener("pointermove", (event) => {
-        if (!last) return;
+        if (!last || event.pointerId !== drawing) return;
         const next = at(event);
         this.line(last, next);
         last = next;
         this.schedule();
       });
-      const end = () => {
-        if (!last) return;
+      const end = (event) => {
+        if (!last || event.pointerId !== drawing) return;
         last = null;
+        drawing = null;
         const start = performance.now();
         this.update().then(() => this.latencies.push(performance.now() - start));
       };
@@ -196,7 +208,9 @@
     }
 
     show(record) {
-      drawMap(this.seen, record.pixels, 0, 28, 4);
+      drawMap(this.seen, record.pixels, 0, [28, 28], 4, 255);
+      const blank = !this.gray.some((v) => v > 0);
+      this.blank.textContent = blank ? "Nothing is drawn: even a black square gets a guess." : "";
       const ranked = record.probabilities
         .map((p, i) => [record.classNames[i], p])
         .sort((a, b) => b[1] - a[1])
@@ -215,25 +229,24 @@
         element("div", { className: "caption", textContent: "C1's six 5 x 5 kernels" }),
         element("div", {}, pictures("kernel", record.kernels, 11, true)),
       ]);
-      const layers = LAYERS.map(([key, caption]) =>
-        element("div", { className: "layer" }, [
+      const layers = LAYERS.map(([key, caption]) => {
+        const scale = Math.max(1, Math.floor(56 / record[key].size));
+        return element("div", { className: "layer" }, [
           element("div", { className: "caption", textContent: caption }),
-          element("div", {}, pictures(key, record[key], Math.max(1, Math.floor(56 / record[key].size)))),
-        ]),
-      );
+          element("div", {}, pictures(key, record[key], scale)),
+        ]);
+      });
       this.maps.replaceChildren(kernels, ...layers);
-      // F5 and F6 as grids of cells, one per unit, 12 to a row
-      const dense = [
-        ["f5", "F5: 120 units"],
-        ["f6", "F6: 84 units"],
-      ].filter(([key]) => record[key] && record[key].length);
+      const dense = DENSE.filter(([key]) => record[key] && record[key].length);
       this.dense.replaceChildren(
         ...dense.map(([key, caption]) => {
-          const values = Float32Array.from({ length: 144 }, (_, i) => record[key][i] || 0);
-          const grid = { data: values, channels: 1, size: 12 };
+          const values = record[key];
+          const reach = values.reduce((top, v) => Math.max(top, v), 0);
+          const canvas = element("canvas", { className: `map ${key}` });
+          drawMap(canvas, values, 0, [12, values.length / 12], 5, reach);
           return element("div", { className: "layer" }, [
             element("div", { className: "caption", textContent: caption }),
-            ...pictures(key, grid, 5),
+            canvas,
           ]);
         }),
       );
@@ -275,7 +288,8 @@
     let requests = 0;
     const engine = (pad) =>
       new Promise((resolve) => {
-        requests += 1;
+        // after the kernel's own pictures (DrawPad.draw), the next number is above theirs
+        requests = Math.max(requests, model.get("request")) + 1;
         waiting.set(requests, resolve);
         let text = "";
         for (const byte of pad.gray) text += String.fromCharCode(byte);
