@@ -91,8 +91,13 @@ bench: data
 
 # Builds book/_build/html from the notebooks' stored outputs (no execution), warnings as errors.
 # BOOK_EXECUTE=1 re-executes every notebook first (BOOK_TIMEOUT: seconds per cell, default 1800).
+# Launch buttons on the notebook pages: REPO_URL (the repository's GitHub/GitLab page) gives a
+# Binder button, HUB_URL too a JupyterHub one (an nbgitpuller link). No default: no public URL yet.
+REPO_URL ?=
+HUB_URL ?=
 book: $(if $(filter 1,$(BOOK_EXECUTE)),data,$(STAMP))
-	$(PY) tools/build_book.py
+	$(if $(REPO_URL),BOOK_REPOSITORY_URL='$(REPO_URL)') $(if $(HUB_URL),BOOK_HUB_URL='$(HUB_URL)') \
+		$(PY) tools/build_book.py
 
 # The Chinese notebooks, and JupyterLab's Chinese interface for `make lab EDITION=zh`.
 zh: $(STAMP)
@@ -102,3 +107,28 @@ zh: $(STAMP)
 
 clean:
 	rm -rf book/_build book/notebooks .pytest_cache test-artifacts
+
+# The class server (deploy/README.md): one JupyterHub on this machine, installed by
+# deploy/install.sh (as root) into $(HUB_PREFIX). `make hub` serves it on the loopback for a demo;
+# `make test-hub` (root: it creates and deletes two Unix users) is its browser test, tests/hub/.
+HUB_PREFIX ?= /opt/lenet-course
+HUB_PORT ?= 8000
+.PHONY: hub test-hub
+hub:
+	@test -x $(HUB_PREFIX)/hub/bin/jupyterhub || { echo "no hub in $(HUB_PREFIX): run" \
+		"deploy/install.sh as root first (deploy/README.md)"; exit 1; }
+	@test "$$(id -u)" = 0 || { echo "make hub runs as root (it creates the students' accounts)"; \
+		exit 1; }
+	@mkdir -p $(HUB_PREFIX)/state && chmod 0700 $(HUB_PREFIX)/state
+	@echo "The class server: http://127.0.0.1:$(HUB_PORT)/ (Ctrl-C stops it and every student's server)"
+	@echo "Log in as a student listed in $(HUB_PREFIX)/etc/students.txt:" \
+		"$$(grep -v '^#' $(HUB_PREFIX)/etc/students.txt | tr '\n' ' ')"
+	@echo "The first password typed for a name (7 characters or more) becomes that student's."
+	@echo "The course for each student (nbgitpuller): http://127.0.0.1:$(HUB_PORT)/hub/user-redirect/git-pull?repo=$(HUB_PREFIX)/course.git&branch=main&targetpath=lenet-course&urlpath=lab/tree/lenet-course/notebooks"
+	cd $(HUB_PREFIX)/state && LENET_HUB_PREFIX=$(HUB_PREFIX) LENET_HUB_PORT=$(HUB_PORT) \
+		exec $(HUB_PREFIX)/hub/bin/jupyterhub -f $(abspath deploy/jupyterhub_config.py)
+
+test-hub: $(STAMP)
+	-tools/ensure_chromium.sh
+	LENET_HUB_TESTS=1 LENET_HUB_PREFIX=$(HUB_PREFIX) timeout 240 $(PY) -m pytest -p no:cacheprovider \
+		tests/hub $(PYTEST_ARGS)

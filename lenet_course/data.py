@@ -26,7 +26,19 @@ _GZ_MD5 = {
     "9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c",
 }
 ENV_VAR = "LENET_COURSE_DATA"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def course_root(package: Path, cwd: Path) -> Path:
+    """The course's checkout: the package's parent (an editable install), else the first folder
+    from ``cwd`` up that holds notebooks/ and benchmarks/ (on a class server the package is
+    installed and each student's clone holds the rest, deploy/README.md)."""
+    for root in (package.parent, cwd, *cwd.parents):
+        if (root / "notebooks").is_dir() and (root / "benchmarks").is_dir():
+            return root
+    return package.parent
+
+
+REPO_ROOT = course_root(Path(__file__).resolve().parent, Path.cwd())
 #: Class names in label order (Zalando's Fashion-MNIST README; MNIST's are the digits).
 _FASHION = "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
 CLASS_NAMES = {"fashion-mnist": tuple(_FASHION.split(",")), "mnist": tuple("0123456789")}

@@ -676,3 +676,17 @@ def test_image_grids() -> None:
         plots.show_images(data_set.images[:7], titles=["a", "b"])
     with pytest.raises(ValueError, match="expected N x H x W"):
         plots.show_images(data_set.images[0])
+
+
+def test_the_course_root_is_the_checkout_the_notebook_runs_in(tmp_path):
+    """Editable: the package's parent. Installed (a class server): the student's clone above
+    the notebook's folder, which holds benchmarks/ that notebooks 06, 08, 09 and 10 read."""
+    from lenet_course.data import REPO_ROOT, course_root
+
+    assert (REPO_ROOT / "benchmarks").is_dir()
+    installed = tmp_path / "venv" / "site-packages" / "lenet_course"
+    clone = tmp_path / "home" / "lenet-course"
+    for folder in (installed, clone / "notebooks", clone / "benchmarks"):
+        folder.mkdir(parents=True)
+    assert course_root(installed, clone / "notebooks") == clone
+    assert course_root(installed, tmp_path) == installed.parent  # nowhere better: as before

@@ -28,8 +28,9 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # round (issue 24: no __future__ imports, table-driven settings checks, docstrings that restated
 # the code) took out 208 without changing a tested message; the Draw and watch pad (issue 29:
 # draw.py, predict.resize) added 117: 4,738. The exercise checker in Chinese (issue 27) added 19:
-# 4,757.
-MAX_PACKAGE_LINES = 4757
+# 4,757. The course root found from a student's clone on the class server (issue 26) added 12:
+# 4,769.
+MAX_PACKAGE_LINES = 4769
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 

@@ -29,6 +29,16 @@ The Draw and watch page (book/draw.md) loads LeNet's forward pass, the drawing p
 shipped weights from lenet_course/web/, copied into ``book/_vendor/draw/`` on every build; in the
 copies of the notebooks, notebook 07's drawing pad (an anywidget, which needs a kernel) becomes a
 link to that page.
+
+Launch buttons: with ``BOOK_REPOSITORY_URL`` (the course's repository on GitHub or GitLab) in the
+environment, every notebook page of the English site gets a Binder button (mybinder.org, or
+``BOOK_BINDERHUB_URL``), which builds the repository from binder/ and opens that notebook in
+JupyterLab, and the page header links to the repository; with ``BOOK_HUB_URL`` as well, a
+JupyterHub button, an nbgitpuller link that clones the repository into the student's home on
+that hub (or pulls the teacher's changes) and opens the notebook there. Both open
+``notebooks/<name>.ipynb`` of the repository's ``main`` branch (:func:`launch_settings`).
+Without the variables there are none: the project has no public address. The Chinese site has
+none either: its notebooks (notebooks-zh/) are generated and not in the repository.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +84,11 @@ PAD_NOTE = (
     "the same pad, with a LeNet running in your browser.</p>"
 )
 EXECUTE_TIMEOUT_S = 1800
+#: The launch buttons' defaults: the public BinderHub, and the branch the buttons open.
+BINDERHUB_URL = "https://mybinder.org"
+LAUNCH_BRANCH = "main"
+#: The hosts whose repository addresses sphinx-book-theme turns into Binder links (gh/, gl/).
+LAUNCH_HOSTS = ("github.com", "gitlab.com")
 #: npm packages whose files the site loads in the reader's browser, copied into book/_vendor/
 #: and book/_extra/ (both git-ignored) so that the site needs no network: (tarball, sha512
 #: integrity, {file in the tarball: where it goes under book/}).  A key ending in "/" copies a
@@ -284,14 +300,62 @@ def execute_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
     return {"execute_notebooks": "force", "timeout": seconds}
 
 
+def _address(name: str, value: str) -> str:
+    """``value`` of the environment variable ``name``, checked to be an http(s) address."""
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in ("https", "http") or not url.netloc or url.query or url.fragment:
+        raise SystemExit(f"{name}={value!r} is not an address like https://host/path")
+    return value.rstrip("/")
+
+
+def launch_settings(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The _config.yml sections that put launch buttons on the notebook pages, from
+    ``BOOK_REPOSITORY_URL``, ``BOOK_HUB_URL`` and ``BOOK_BINDERHUB_URL``; None without them.
+
+    ``repository: path_to_book`` is empty: the book's copies of the notebooks sit in
+    book/notebooks/, so a page's name (``notebooks/01_...``) is also its notebook's path in the
+    repository, which is what Binder's ``urlpath`` and nbgitpuller's need (the hub's link opens
+    ``lab/tree/<repository name>/notebooks/<name>.ipynb``: nbgitpuller clones into a folder
+    named after the repository)."""
+    repository = environ.get("BOOK_REPOSITORY_URL", "").strip()
+    hub = environ.get("BOOK_HUB_URL", "").strip()
+    binderhub = environ.get("BOOK_BINDERHUB_URL", "").strip() or BINDERHUB_URL
+    if not repository:
+        if hub:
+            raise SystemExit("BOOK_HUB_URL needs BOOK_REPOSITORY_URL: the hub pulls it")
+        return None
+    repository = _address("BOOK_REPOSITORY_URL", repository).removesuffix(".git")
+    url = urllib.parse.urlsplit(repository)
+    if url.netloc.lower() not in LAUNCH_HOSTS or len(url.path.strip("/").split("/")) != 2:
+        raise SystemExit(
+            f"BOOK_REPOSITORY_URL={repository!r}: give the repository's page on "
+            f"{' or '.join(LAUNCH_HOSTS)}, like https://github.com/<owner>/<name>"
+        )
+    launch = {
+        "notebook_interface": "jupyterlab",
+        "binderhub_url": _address("BOOK_BINDERHUB_URL", binderhub),
+        "jupyterhub_url": _address("BOOK_HUB_URL", hub) if hub else "",
+        "thebe": False,
+        "colab_url": "",
+        "deepnote_url": "",
+    }
+    return {
+        "html": {"use_repository_button": True},
+        "repository": {"url": repository, "branch": LAUNCH_BRANCH, "path_to_book": ""},
+        "launch_buttons": launch,
+    }
+
+
 def write_config(
     output: Path,
     overrides: dict[str, Any],
     book: Path = BOOK,
     sphinx_overrides: dict[str, Any] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``book/_config.yml`` with the ``execute:`` overrides (and ``sphinx: config:``
-    overrides) into ``output``; return its path.
+    overrides, and keys of other sections: :func:`launch_settings`) into ``output``; return its
+    path.
 
     Paths inside the config (bibliography, logo) are relative to the book's source folder, not
     to the config file, so the copy may live anywhere.
@@ -300,6 +364,8 @@ def write_config(
     config.setdefault("execute", {}).update(overrides)
     if sphinx_overrides:
         config.setdefault("sphinx", {}).setdefault("config", {}).update(sphinx_overrides)
+    for section, values in (sections or {}).items():
+        config[section] = {**(config.get(section) or {}), **values}
     output.mkdir(parents=True, exist_ok=True)
     path = output / "_config.execute.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -411,14 +477,17 @@ def main(argv: list[str] | None = None) -> int:
     copy_notebooks(args.notebooks.resolve())
     output = args.output.resolve()
     overrides = execute_settings(os.environ)
+    launch = launch_settings(os.environ)
     written = vendor_static()
     copy_web()
     if written:
         print(f"{written} widget and MathJax files fetched into book/", flush=True)
     fallback = CDN_FALLBACK if written is None else {}  # no local copies
     config = None
-    if overrides or fallback:
-        config = write_config(output / "_build", overrides or {}, sphinx_overrides=fallback)
+    if overrides or fallback or launch:
+        config = write_config(
+            output / "_build", overrides or {}, sphinx_overrides=fallback, sections=launch
+        )
     fresh = args.all or overrides is not None or bool(written) or written is None
     command = build_command(output, fresh=fresh, config=config)
     print("$ " + " ".join(command), flush=True)
@@ -432,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         html = output / "_build" / "html"
         linked = link_twins(html)
         print(f"The book is in {html} (open index.html); {linked} pages link to their twin.")
+        if launch:
+            hub = launch["launch_buttons"]["jupyterhub_url"]
+            print(f"Launch buttons: Binder ({launch['launch_buttons']['binderhub_url']})"
+                  + (f" and JupyterHub ({hub})" if hub else "")
+                  + f" for {launch['repository']['url']}")  # fmt: skip
     return status
 
 
