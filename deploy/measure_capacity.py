@@ -335,7 +335,6 @@ def start_hub(
 ) -> Any:
     """The hub on a free loopback port, with ``root``'s state, class list and course repository;
     returns the test's ``Hub``, appended to ``started`` as soon as its process runs."""
-    import urllib.request
 
     for name in ("state", "etc"):
         (root / name).mkdir()
@@ -354,16 +353,8 @@ def start_hub(
             start_new_session=True,
         )  # fmt: skip
     started.append(hub)
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/hub/api/", timeout=2) as reply:
-                if reply.status == 200:
-                    break
-        except OSError:
-            pass
-        if hub.process.poll() is not None or time.monotonic() - start > 90:
-            raise RuntimeError("the hub did not start: see test-artifacts/capacity/")
-        time.sleep(0.2)
+    if not th.hub_answers(url, hub.process, start + 90):
+        raise RuntimeError("the hub did not start: see test-artifacts/capacity/")
     results["hub_start_s"] = round(time.monotonic() - start, 1)
     return hub
 

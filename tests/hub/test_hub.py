@@ -166,6 +166,20 @@ def stop_hub(process: subprocess.Popen) -> float:
     return time.monotonic() - start
 
 
+def hub_answers(url: str, process: subprocess.Popen, deadline: float) -> bool:
+    """Wait until the hub at ``url`` answers its API; False if it exits or ``deadline`` (a
+    time.monotonic()) passes first."""
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/hub/api/", timeout=2) as reply:
+                if reply.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def make_course_repository(root: Path) -> Path:
     """A bare clone of this checkout's HEAD (the teacher's repository), world-readable."""
     source = root / "course.git"
@@ -209,16 +223,8 @@ def hub() -> Iterator[Hub]:
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/hub/api/", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() - start > 60:
-                pytest.fail(f"the hub did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
+        if not hub_answers(url, process, start + 60):
+            pytest.fail(f"the hub did not start:\n{log.read_text()[-4000:]}")
         TIMINGS["hub start (s)"] = round(time.monotonic() - start, 1)
         yield Hub(url, root, source, log, process, students)
     finally:
