@@ -10,6 +10,7 @@ import torch
 import traitlets
 from PIL import Image
 
+from lenet_course.check import words
 from lenet_course.checkpoint import as_checkpoint, model_from_checkpoint
 from lenet_course.data import prepare_images
 from lenet_course.inspect_model import learned_filters, stage_maps
@@ -43,12 +44,15 @@ class DrawPad(anywidget.AnyWidget):
     centre = traitlets.Bool(True).tag(sync=True)
     request = traitlets.Int(0).tag(sync=True)
     dataset = traitlets.Unicode("").tag(sync=True)
+    language = traitlets.Unicode("en").tag(sync=True)  # "zh" under LENET_COURSE_LANG=zh
     record = traitlets.Dict().tag(sync=True)
 
     def __init__(self, checkpoint, **kwargs):
         checkpoint = as_checkpoint(checkpoint)
         layout = checkpoint.get("dataset")
-        super().__init__(dataset=layout if layout in LAYOUTS else "fashion-mnist", **kwargs)
+        dataset = layout if layout in LAYOUTS else "fashion-mnist"
+        language = "en" if words() is None else "zh"
+        super().__init__(dataset=dataset, language=language, **kwargs)
         self.model = model_from_checkpoint(checkpoint)
         self.normalization = checkpoint["normalization"]
         self.class_names = checkpoint["class_names"]
@@ -76,9 +80,8 @@ class DrawPad(anywidget.AnyWidget):
         else:  # the whole square, only shrunk: what the page's "centre it" switch turns off
             pixels = torch.from_numpy(resize(Image.fromarray(self.gray), 28, 28))
         model, images = self.model, pixels[None]
-        self.probabilities = class_probabilities(model, images, self.normalization, flip=self.flip)[
-            0
-        ]
+        probabilities = class_probabilities(model, images, self.normalization, flip=self.flip)
+        self.probabilities = probabilities[0]
         x = prepare_images(images, model.input_spec, dict(self.normalization))
         maps = stage_maps(model, x)
         record = {name.lower(): _maps(m) for name, m in maps.items()}

@@ -13,6 +13,7 @@ import torch
 import web_weights
 from PIL import Image, ImageDraw
 
+from lenet_course import check
 from lenet_course.data import load_dataset, prepare_images
 from lenet_course.draw import DrawPad
 from lenet_course.predict import convert_image, predict_files
@@ -48,6 +49,18 @@ def test_draw_sends_a_picture_as_the_pad_does(mnist_checkpoint):
     assert pad.top(1)[0][0] == "0"
     with pytest.raises(ValueError, match="expected a square uint8 picture"):
         pad.draw(np.zeros((20, 30), dtype=np.uint8))
+
+
+def test_the_pad_speaks_the_readers_language(mnist_checkpoint, monkeypatch):
+    """pad.js picks its words by the widget's language: English, or Chinese for the Chinese
+    edition (make lab EDITION=zh sets LENET_COURSE_LANG=zh)."""
+    assert DrawPad(mnist_checkpoint).language == "en"
+    monkeypatch.setenv("LENET_COURSE_LANG", "zh")
+    check.words.cache_clear()
+    try:
+        assert DrawPad(mnist_checkpoint).language == "zh"
+    finally:
+        check.words.cache_clear()
 
 
 def test_the_weights_are_committed_and_small():

@@ -10,17 +10,41 @@
 
   const SIZE = 224; // the drawing canvas, in pixels
   const STROKE = 18; // about the stroke width of MNIST's digits, relative to their height
-  const LAYERS = [
-    ["c1", "C1: 6 feature maps, 28 x 28 (convolution, then the activation)"],
-    ["s2", "S2: 6 maps, 14 x 14 (pooling)"],
-    ["c3", "C3: 16 feature maps, 10 x 10 (convolution, then the activation)"],
-    ["s4", "S4: 16 maps, 5 x 5 (pooling)"],
-  ];
+  // The pad's words in each edition's language: the book's Chinese pages mount the pad with
+  // language: "zh", and so does DrawPad under LENET_COURSE_LANG=zh (make lab EDITION=zh).
+  const TEXT = {
+    en: {
+      clear: "Clear",
+      centre: " fit and centre it, as the data set did",
+      seen: "What LeNet sees (28 x 28)",
+      top: "Its top 3 guesses",
+      blank: "Nothing is drawn: even a black square gets a guess.",
+      kernels: "C1's six 5 x 5 kernels",
+      c1: "C1: 6 feature maps, 28 x 28 (convolution, then the activation)",
+      s2: "S2: 6 maps, 14 x 14 (pooling)",
+      c3: "C3: 16 feature maps, 10 x 10 (convolution, then the activation)",
+      s4: "S4: 16 maps, 5 x 5 (pooling)",
+      f5: "F5: 120 units (after the activation)",
+      f6: "F6: 84 units (after the activation)",
+    },
+    zh: {
+      clear: "清除",
+      centre: " 像数据集那样缩放并居中",
+      seen: "LeNet 看到的图像（28 x 28）",
+      top: "它的前 3 个猜测",
+      blank: "什么都没画：即使是黑色方框也会得到一个猜测。",
+      kernels: "C1 的六个 5 x 5 卷积核",
+      c1: "C1：6 张特征图，28 x 28（卷积，然后激活）",
+      s2: "S2：6 张特征图，14 x 14（池化）",
+      c3: "C3：16 张特征图，10 x 10（卷积，然后激活）",
+      s4: "S4：16 张特征图，5 x 5（池化）",
+      f5: "F5：120 个单元（激活之后）",
+      f6: "F6：84 个单元（激活之后）",
+    },
+  };
+  const LAYERS = ["c1", "s2", "c3", "s4"];
   // F5 and F6 as grids of cells, one per unit: 12 to a row
-  const DENSE = [
-    ["f5", "F5: 120 units (after the activation)"],
-    ["f6", "F6: 84 units (after the activation)"],
-  ];
+  const DENSE = ["f5", "f6"];
 
   const STYLE = `
     .lenet-pad { font: 14px/1.4 system-ui, sans-serif; display: flex; flex-wrap: wrap; gap: 16px; }
@@ -71,8 +95,9 @@
 
   class Pad {
     // engine(pad) returns a Promise of the record to draw; datasets: the names the switch offers.
-    constructor(root, { engine, datasets, dataset }) {
+    constructor(root, { engine, datasets, dataset, language }) {
       this.engine = engine;
+      this.text = TEXT[language] || TEXT.en;
       this.dataset = dataset || datasets[0];
       this.centre = true;
       this.latencies = []; // ms from a stroke's pointerup to its last picture (performance.now)
@@ -86,7 +111,7 @@
       root.append(element("style", { textContent: STYLE }));
       this.canvas = element("canvas", { className: "draw", width: SIZE, height: SIZE });
       this.context = this.canvas.getContext("2d", { willReadFrequently: true });
-      const clear = element("button", { textContent: "Clear", className: "clear" });
+      const clear = element("button", { textContent: this.text.clear, className: "clear" });
       clear.onclick = () => this.clear();
       this.switch = element(
         "select",
@@ -104,7 +129,7 @@
         this.centre = centre.checked;
         this.update();
       };
-      const centreLabel = element("label", {}, [centre, " fit and centre it, as the data set did"]);
+      const centreLabel = element("label", {}, [centre, this.text.centre]);
       this.seen = element("canvas", { className: "map seen" });
       this.top = element("div", { className: "top" });
       this.maps = element("div", { className: "maps" });
@@ -117,9 +142,9 @@
             element("div", { className: "controls" }, [centreLabel]),
           ]),
           element("div", {}, [
-            element("div", { className: "caption", textContent: "What LeNet sees (28 x 28)" }),
+            element("div", { className: "caption", textContent: this.text.seen }),
             this.seen,
-            element("div", { className: "caption", textContent: "Its top 3 guesses" }),
+            element("div", { className: "caption", textContent: this.text.top }),
             this.top,
             (this.blank = element("div", { className: "caption blank" })),
           ]),
@@ -210,7 +235,7 @@
     show(record) {
       drawMap(this.seen, record.pixels, 0, [28, 28], 4, 255);
       const blank = !this.gray.some((v) => v > 0);
-      this.blank.textContent = blank ? "Nothing is drawn: even a black square gets a guess." : "";
+      this.blank.textContent = blank ? this.text.blank : "";
       const ranked = record.probabilities
         .map((p, i) => [record.classNames[i], p])
         .sort((a, b) => b[1] - a[1])
@@ -226,26 +251,26 @@
         ),
       );
       const kernels = element("div", { className: "layer" }, [
-        element("div", { className: "caption", textContent: "C1's six 5 x 5 kernels" }),
+        element("div", { className: "caption", textContent: this.text.kernels }),
         element("div", {}, pictures("kernel", record.kernels, 11, true)),
       ]);
-      const layers = LAYERS.map(([key, caption]) => {
+      const layers = LAYERS.map((key) => {
         const scale = Math.max(1, Math.floor(56 / record[key].size));
         return element("div", { className: "layer" }, [
-          element("div", { className: "caption", textContent: caption }),
+          element("div", { className: "caption", textContent: this.text[key] }),
           element("div", {}, pictures(key, record[key], scale)),
         ]);
       });
       this.maps.replaceChildren(kernels, ...layers);
-      const dense = DENSE.filter(([key]) => record[key] && record[key].length);
+      const dense = DENSE.filter((key) => record[key] && record[key].length);
       this.dense.replaceChildren(
-        ...dense.map(([key, caption]) => {
+        ...dense.map((key) => {
           const values = record[key];
           const reach = values.reduce((top, v) => Math.max(top, v), 0);
           const canvas = element("canvas", { className: `map ${key}` });
           drawMap(canvas, values, 0, [12, values.length / 12], 5, reach);
           return element("div", { className: "layer" }, [
-            element("div", { className: "caption", textContent: caption }),
+            element("div", { className: "caption", textContent: this.text[key] }),
             canvas,
           ]);
         }),
@@ -299,9 +324,10 @@
         model.set("request", requests);
         model.save_changes();
       });
-    pad = new Pad(el, { engine, datasets: [model.get("dataset")] });
+    const language = model.get("language");
+    pad = new Pad(el, { engine, datasets: [model.get("dataset")], language });
     instances.push(pad);
   }
 
-  globalThis.LeNetPad = { mount, renderWidget, instances, Pad, SIZE };
+  globalThis.LeNetPad = { mount, renderWidget, instances, Pad, SIZE, TEXT };
 })();
