@@ -17,7 +17,7 @@ from torch import nn
 
 from lenet_course.config import valid_normalization
 from lenet_course.data import PathLike
-from lenet_course.models import build_model
+from lenet_course.models import build_model, shape_text
 
 CHECKPOINT_FORMAT = "lenet_course.checkpoint/1"
 #: A checkpoint's entries: the model and what its input and output mean, then its training state.
@@ -139,12 +139,15 @@ def _read(path: Path) -> Any:
     except Exception as error:
         reason = " ".join(str(error).split())
         if "weights only load failed" in reason.lower():
-            raise CheckpointError(
-                f"{path} holds pickled objects, which a safe (weights_only) load refuses: "
-                "written with torch.save(model)? Save a state_dict (save_checkpoint)"
-            ) from error
+            why = "which a safe (weights_only) load refuses: written with torch.save(model)?"
+            fix = "Save a state_dict (save_checkpoint)"
+            raise CheckpointError(f"{path} holds pickled objects, {why} {fix}") from error
         why = f"(truncated or corrupt?): {type(error).__name__}: {reason[:200]}"
         raise CheckpointError(f"{path} is not a readable checkpoint {why}") from error
+
+
+def _list_of(kind: type) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(isinstance(item, kind) for item in v)
 
 
 #: What the entries that the course reads must be; a checkpoint with anything else is damaged.
@@ -153,14 +156,8 @@ VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, dict) and all(map(torch.is_tensor, v.values())),
         "a dict of tensors",
     ),
-    "history": (
-        lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
-        "a list of dicts",
-    ),
-    "class_names": (
-        lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-        "a list of texts",
-    ),
+    "history": (_list_of(dict), "a list of dicts"),
+    "class_names": (_list_of(str), "a list of texts"),
     "normalization": (
         valid_normalization,
         "kind paper, or standardize with a mean in 0..1 and a std in 1e-6..1",
@@ -211,21 +208,17 @@ def as_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> dict[str, Any]:
     return load_checkpoint(checkpoint)
 
 
-def _shape(tensor: torch.Tensor) -> str:
-    return "x".join(map(str, tensor.shape)) if tensor.dim() else "a scalar"
-
-
 def _misfits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Iterator[str]:
     expected = model.state_dict()
     for key, tensor in expected.items():
         if key not in state_dict:
-            yield f"it has no weights for layer {key} ({_shape(tensor)})"
+            yield f"it has no weights for layer {key} ({shape_text(tensor)})"
         elif state_dict[key].shape != tensor.shape:
-            found = _shape(state_dict[key])
-            yield f"layer {key} is {found} in the checkpoint but {_shape(tensor)} in the model"
+            found = shape_text(state_dict[key])
+            yield f"layer {key} is {found} in the checkpoint but {shape_text(tensor)} in the model"
     for key, tensor in state_dict.items():
         if key not in expected:
-            yield f"it has layer {key} ({_shape(tensor)}) that the model lacks"
+            yield f"it has layer {key} ({shape_text(tensor)}) that the model lacks"
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -239,10 +232,9 @@ def model_from_checkpoint(checkpoint: PathLike | Mapping[str, Any]) -> nn.Module
     """Rebuild the course model stored in ``checkpoint`` (a path or a loaded dict), in eval mode."""
     state = as_checkpoint(checkpoint)
     if not (config := state.get("model")):
-        raise CheckpointError(
-            "the checkpoint's model is not one of the course's (it has no config): build it "
-            "yourself, then call model.load_state_dict(checkpoint['state_dict'])"
-        )
+        why = "the checkpoint's model is not one of the course's (it has no config)"
+        how = "build it yourself, then call model.load_state_dict(checkpoint['state_dict'])"
+        raise CheckpointError(f"{why}: {how}")
     try:
         model = build_model(**config)
     except (TypeError, ValueError) as error:

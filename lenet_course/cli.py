@@ -156,9 +156,8 @@ def _add_recipe_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset", choices=list(DATASETS), default="fashion-mnist", help="default: fashion-mnist"
-    )
+    fashion = "default: fashion-mnist"
+    parser.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist", help=fashion)
     picks = ", ".join(f"{model} for {recipe}" for recipe, model in RECIPE_MODELS.items())
     parser.add_argument("--model", choices=MODEL_NAMES, help=f"default: {picks}, else v1")
     parser.add_argument("--activation", choices=ACTIVATIONS, help="for v1/v2/v3/classic")
@@ -235,7 +234,7 @@ def _load_data(args: argparse.Namespace, seed: int) -> tuple[ImageSet, ImageSet 
 
 def _run_train(args: argparse.Namespace) -> int:
     out, resume, overwrite = check_out(args)  # every argument is checked before any work
-    checkpoint = out / RUN_FILES[0]
+    ckpt = out / RUN_FILES[0]
     if args.tensorboard and find_spec("tensorboard") is None:
         raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard")
     config = config_from_args(args)
@@ -244,22 +243,16 @@ def _run_train(args: argparse.Namespace) -> int:
     model = build_model(model_name(args), **options)
     check_settings(model, config)
     if resume:  # a damaged checkpoint is refused before the data are read
-        load_checkpoint(checkpoint)
+        load_checkpoint(ckpt)
     main = distributed.rank() == 0  # under torchrun, rank 0 alone writes the run's files
     with claim(args, out) if main else contextlib.nullcontext():
-        train, validation, test = _load_data(args, config.seed)
+        train, val, test = _load_data(args, config.seed)
         if overwrite and main:  # the old run's files go before the first epoch
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         try:
             history = fit(
-                model,
-                train,
-                config,
-                test=test,
-                validation=validation,
-                checkpoint=checkpoint,
-                resume=resume,
+                model, train, config, test=test, validation=val, checkpoint=ckpt, resume=resume
             )
             if not main:
                 return 0
@@ -267,11 +260,11 @@ def _run_train(args: argparse.Namespace) -> int:
                 out, model, history, dataset=args.dataset, test_size=len(test.labels)
             )
         except KeyboardInterrupt:  # say what was saved and how to go on
-            when, saved = saved_state(checkpoint, config.epochs)
+            when, saved = saved_state(ckpt, config.epochs)
             print(f"interrupted{when}; {saved}", file=sys.stderr)
             return 130
         except OSError as error:  # a full disk: each file is whole, the old one or the new one
-            raise OSError(f"{error}; {saved_state(checkpoint, config.epochs)[1]}") from error
+            raise OSError(f"{error}; {saved_state(ckpt, config.epochs)[1]}") from error
     print(
         f"{args.dataset} {model_name(args)}: test accuracy {metrics['test_accuracy']:.4f} after "
         f"{metrics['epochs']} epochs, {metrics['examples_per_second']:,.0f} examples/s on "
@@ -325,17 +318,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else settings.get("seed", 0)  # the run's draw
     whole = load_dataset(dataset, "test", root=args.root)
     test = _subset(args, whole, "test", seed)
-    normalization = checkpoint["normalization"]
-    flip = bool(settings.get("test_flip"))  # as the run tested
+    norm, flip = checkpoint["normalization"], bool(settings.get("test_flip"))  # as the run tested
     with torch_threads(cpu_threads(args.threads) if device.type == "cpu" else None):
-        accuracy = evaluate(
-            model, test, normalization, batch_size=args.batch_size, device=device, flip=flip
-        )
+        accuracy = evaluate(model, test, norm, batch_size=args.batch_size, device=device, flip=flip)
     note = _recorded(checkpoint, Path(args.checkpoint), test, seed, len(whole.labels))
-    print(
-        f"{dataset} test accuracy {accuracy:.4f} ({len(test.labels):,} images, "
-        f"{checkpoint['model']['name']} after {checkpoint['epoch']} epochs{note})"
-    )
+    which = f"{checkpoint['model']['name']} after {checkpoint['epoch']} epochs{note}"
+    print(f"{dataset} test accuracy {accuracy:.4f} ({len(test.labels):,} images, {which})")
     return 0
 
 

@@ -113,16 +113,8 @@ class TrainConfig:
 #: (Nesterov momentum, one-cycle, label smoothing).  "challenge": notebook 10's, for LeNetBN
 #: (modern, with crops, flips and test-time flips, 40 epochs).  "lenet5-1998": how notebook 08
 #: trains the 1998 network.  "sdlm-1998": the paper's own recipe (Section III-B), one at a time.
-_MODERN = TrainConfig(
-    epochs=12,
-    batch_size=128,
-    lr=0.1,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=5e-4,
-    schedule="onecycle",
-    label_smoothing=0.1,
-)
+_NESTEROV_SGD = TrainConfig(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+_MODERN = _NESTEROV_SGD.replace(epochs=12, batch_size=128, schedule="onecycle", label_smoothing=0.1)
 RECIPES: dict[str, TrainConfig] = {
     "classic": TrainConfig(epochs=10, batch_size=256, lr=0.9),
     "modern": _MODERN,
@@ -237,10 +229,8 @@ def learning_rate_at(
         return _cosine(lr, lr / 25.0 / 1e4, (step - warm_end) / (last - warm_end))
     value = schedule(epoch)  # type: ignore[operator]
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"the schedule returned {value!r} for epoch {epoch}; it must return a "
-            "finite learning rate >= 0"
-        )
+        returned = f"the schedule returned {value!r} for epoch {epoch}"
+        raise ValueError(f"{returned}; it must return a finite learning rate >= 0")
     return float(value)
 
 
@@ -255,10 +245,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) != "cpu" and not str(device).startswith("cuda"):
         raise ValueError(f"device={device!r}; use 'auto', 'cpu' or 'cuda'")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available here (torch "
-            f"{torch.__version__} sees no GPU); use device='cpu' or 'auto'"
-        )
+        why = f"CUDA is not available here (torch {torch.__version__} sees no GPU)"
+        raise ValueError(f"device={device!r} but {why}; use device='cpu' or 'auto'")
     return torch.device(device)
 
 
@@ -271,10 +259,8 @@ def env_number(name: str, default: float, kind: type = int, low: float = 0) -> A
         value = math.nan
     if not math.isfinite(value) or value < low:
         what = "a whole number" if kind is int else "a number"
-        raise ValueError(
-            f"the environment variable {name}={text!r} is not {what} >= {low}; "
-            "set it to one, or unset it"
-        )
+        bad = f"the environment variable {name}={text!r} is not {what} >= {low}"
+        raise ValueError(f"{bad}; set it to one, or unset it")
     return value
 
 
@@ -298,10 +284,8 @@ def as_config(config: Any) -> TrainConfig:
     if isinstance(config, str) and config in RECIPES:
         return RECIPES[config]
     if not isinstance(config, TrainConfig):
-        raise TypeError(
-            f"config={config!r:.60} is not a TrainConfig; pass TrainConfig(...) or a recipe "
-            f"name, one of {sorted(RECIPES)}"
-        )
+        use = f"pass TrainConfig(...) or a recipe name, one of {sorted(RECIPES)}"
+        raise TypeError(f"config={config!r:.60} is not a TrainConfig; {use}")
     return config
 
 
@@ -313,10 +297,9 @@ def check_positive(name: str, value: Any) -> None:
 def check_normalization(norm: Any) -> None:
     """Refuse a normalisation that would scale the images into NaN or inf."""
     if not valid_normalization(norm):
-        raise ValueError(
-            f"normalization={norm!r:.80}; use {{'kind': 'paper'}} or {{'kind': 'standardize', "
-            "'mean': m, 'std': s}} with m in 0..1 and s in 1e-6..1 (normalization_for gives one)"
-        )
+        use = "{'kind': 'paper'} or {'kind': 'standardize', 'mean': m, 'std': s}"
+        ranges = "m in 0..1 and s in 1e-6..1 (normalization_for gives one)"
+        raise ValueError(f"normalization={norm!r:.80}; use {use} with {ranges}")
 
 
 def check_settings(model: Any, config: TrainConfig) -> torch.device:
@@ -335,10 +318,8 @@ def check_settings(model: Any, config: TrainConfig) -> torch.device:
             "its own loss(); use label_smoothing=0"
         )
     if config.optimizer == "sdlm" and not hasattr(model, "configure_optimizer"):
-        raise ValueError(
-            f"optimizer='sdlm' estimates the curvature of LeNet5_1998's layers; {name} is "
-            "another network"
-        )
+        sdlm = "optimizer='sdlm' estimates the curvature of LeNet5_1998's layers"
+        raise ValueError(f"{sdlm}; {name} is another network")
     if config.batch_size < 2 and has_batch_norm(model):
         raise ValueError(
             f"batch_size={config.batch_size}: the batch normalisation of {name} needs at least 2 "

@@ -197,6 +197,7 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
         on 500 training images before each pass; else None (the trainer builds the config's)."""
         if config.optimizer != "sdlm":
             return None
+        samples = min(PAPER_HESSIAN_SAMPLES, len(train_images))
         return sdlm_for(
             self,
             train_images,
@@ -204,7 +205,7 @@ class LeNet5_1998(nn.Module):  # noqa: N801 (the year is part of the name)
             steps_per_pass=steps_per_pass,
             lr=config.lr,
             seed=config.seed,
-            samples=min(PAPER_HESSIAN_SAMPLES, len(train_images)),
+            samples=samples,
         )
 
 

@@ -204,7 +204,7 @@ def _tensors(module: nn.Module) -> list[list[tuple[str, torch.Tensor]]]:
     return [params, buffers]
 
 
-def _shape(t: torch.Tensor) -> str:
+def shape_text(t: torch.Tensor) -> str:
     return "x".join(str(n) for n in t.shape) if t.dim() else "a scalar"
 
 
@@ -219,11 +219,11 @@ def transfer_weights(src: nn.Module, dst: nn.Module) -> list[tuple[str, str]]:
             n = min(len(ours), len(theirs))
             owner, (extra, tensor) = (s_name, ours[n]) if len(ours) > n else (d_name, theirs[n])
             counts = f"{s_name} has {len(ours)} {kind} and {d_name} has {len(theirs)}"
-            unmatched = f"{owner}.{extra} {_shape(tensor)} has no counterpart"
+            unmatched = f"{owner}.{extra} {shape_text(tensor)} has no counterpart"
             raise ValueError(f"{counts}: the networks differ in structure ({unmatched})")
         for (a, ta), (b, tb) in zip(ours, theirs, strict=True):
             if ta.shape != tb.shape:
-                why = f"{s_name}.{a} is {_shape(ta)} but {d_name}.{b} is {_shape(tb)}"
+                why = f"{s_name}.{a} is {shape_text(ta)} but {d_name}.{b} is {shape_text(tb)}"
                 raise ValueError(f"shape mismatch: {why}; nothing was copied")
             pairs.append((a, ta, b, tb))
     # Into clones first: a copy that fails halfway (a dtype, say) leaves dst as it was
@@ -250,8 +250,7 @@ def build_model(name: str, **options: Any) -> nn.Module:
     """A course model by name and options; ``build_model(**model.config)`` rebuilds one."""
     model_class = choose(_CLASSES, name, f"unknown model {name!r}")
     allowed = tuple(inspect.signature(model_class).parameters)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
+    if unknown := sorted(set(options) - set(allowed)):
         listed = ", ".join(map(repr, unknown))
         raise ValueError(f"model {name!r} has no option {listed}; its options are {allowed}")
     if name == "classic":

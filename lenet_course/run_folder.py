@@ -62,10 +62,9 @@ def claim(args: argparse.Namespace, out: Path) -> Iterator[None]:
         mine.write_text(str(pid))
         os.link(mine, lock)
     except FileExistsError:
-        raise FileExistsError(
-            f"--out {out} is in use by another run (pid in {lock}); wait, or "
-            "pass another --out (delete the lock if no run uses it)"
-        ) from None
+        busy = f"--out {out} is in use by another run (pid in {lock})"
+        fix = "wait, or pass another --out (delete the lock if no run uses it)"
+        raise FileExistsError(f"{busy}; {fix}") from None
     except OSError as error:  # a full disk, say
         raise OSError(f"--out {out}: cannot write its lock ({error.strerror})") from error
     finally:

@@ -239,8 +239,6 @@ def resume_from(run: Run, checkpoint: PathLike) -> None:
         if run.device.type == "cuda" and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{checkpoint} is damaged: its saved state cannot be restored "
-            f"({type(error).__name__}: {error}); start a new run"
-        ) from error
+        why = f"its saved state cannot be restored ({type(error).__name__}: {error})"
+        raise CheckpointError(f"{checkpoint} is damaged: {why}; start a new run") from error
     run.history.epochs = [dict(record) for record in state["history"]]

@@ -193,12 +193,11 @@ def diverged(run: Run, epoch: int, losses: torch.Tensor) -> TrainingDivergedErro
     decay = run.config.weight_decay
     # a large weight decay diverges as a large rate does: lr * weight_decay scales each weight
     also = f", or the weight decay (weight_decay={decay:g}, --weight-decay)" if decay else ""
-    return TrainingDivergedError(
-        f"training diverged in epoch {epoch + 1}, step {step + 1} of {steps}: {what} "
-        f"(learning rate {run.lr_at(epoch * steps + step):g}). Lower the learning rate (for "
-        f"example lr={run.config.lr / 10:g}){also} and train again; the last checkpoint, if any, "
-        "holds the last good epoch."
-    )
+    where = f"training diverged in epoch {epoch + 1}, step {step + 1} of {steps}"
+    rate = f"learning rate {run.lr_at(epoch * steps + step):g}"
+    fix = f"Lower the learning rate (for example lr={run.config.lr / 10:g}){also} and train again"
+    kept = "the last checkpoint, if any, holds the last good epoch."
+    return TrainingDivergedError(f"{where}: {what} ({rate}). {fix}; {kept}")
 
 
 def log_epoch(run: Run, record: dict[str, Any], bar: tqdm, writer: Any) -> None:
@@ -231,18 +230,11 @@ def save(run: Run, checkpoint: PathLike) -> None:
 
 def progress_bar(run: Run, shown: bool) -> tqdm:
     """A bar over every step of the run, starting at the epochs already done."""
-    total, steps = run.config.epochs * run.batches.steps, run.batches.steps
+    total, done = run.config.epochs * run.batches.steps, len(run.history) * run.batches.steps
     name = f"{type(run.model).__name__} on {run.device.type}"
     # about 100 redraws: a notebook client that reads late drops messages past about a thousand
-    return tqdm(
-        total=total,
-        initial=len(run.history) * steps,
-        unit="batch",
-        desc=name,
-        disable=not shown,
-        miniters=max(1, total // 100),
-        mininterval=0.5,
-    )
+    redraws = dict(miniters=max(1, total // 100), mininterval=0.5)
+    return tqdm(total=total, initial=done, unit="batch", desc=name, disable=not shown, **redraws)
 
 
 def tensorboard(log_dir: str | None) -> Any:
@@ -252,10 +244,8 @@ def tensorboard(log_dir: str | None) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter  # optional: imported when asked for
     except ImportError as error:
-        raise ImportError(
-            "tensorboard=... needs the tensorboard package (pip install tensorboard); or leave "
-            "tensorboard=None"
-        ) from error
+        need = "tensorboard=... needs the tensorboard package (pip install tensorboard)"
+        raise ImportError(f"{need}; or leave tensorboard=None") from error
     return contextlib.closing(SummaryWriter(str(log_dir)))
 
 

@@ -29,8 +29,10 @@ PACKAGE = sorted((REPO / "lenet_course").glob("*.py"))
 # the code) took out 208 without changing a tested message; the Draw and watch pad (issue 29:
 # draw.py, predict.resize) added 117: 4,738. The exercise checker in Chinese (issue 27) added 19:
 # 4,757. The course root found from a student's clone on the class server (issue 26) added 12:
-# 4,769.
-MAX_PACKAGE_LINES = 4769
+# 4,769. A fourth round (issue 24: messages built from named parts instead of three f-strings the
+# formatter spreads over five lines, one shape_text for models and checkpoint, the recipes from one
+# Nesterov SGD; a stray brace fixed) took out 52; the pad in Chinese (issue 27) added 3: 4,720.
+MAX_PACKAGE_LINES = 4720
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
