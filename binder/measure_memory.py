@@ -31,40 +31,13 @@ from pathlib import Path
 import papermill
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import notebook_parameters  # noqa: E402 (the tests' short parameters, read from their files)
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-#: The tests' short runs of notebooks 06 and 07 (06's checkpoint folder is added per run).
-SHORT = {
-    "06": {
-        "loop_images": 2560,
-        "train_size": 10000,
-        "classic_epochs": 1,
-        "modern_epochs": 3,
-        "compare_epochs": 2,
-        "device_name": "cpu",
-        "seed": 1,
-    },
-    "07": {
-        "use_saved": False,
-        "saved_checkpoint": "../runs/not_there/checkpoint.pt",
-        "epochs": 2,
-        "train_size": 30000,
-        "image_index": 3,
-        "seed": 1,
-    },
-    "08": {
-        "passes": 1,
-        "modern_epochs": 1,
-        "modern_seeds": 2,
-        "ablation_epochs": 2,
-        "train_subset": 10_000,
-        "sdlm_examples": 200,
-        "sdlm_passes": 1,
-        "device": "cpu",
-        "seed": 1,
-    },
-    "10": {"train_images": 6000, "validation_images": 1000, "epochs": 2, "seed": 1},
-}
+#: The notebooks that run at their tests' short parameters: their defaults train for minutes.
+SHORT = ("06", "07", "08", "10")
 
 
 def sample() -> tuple[int, int, int, int]:
@@ -93,8 +66,9 @@ def peaks(number: str) -> tuple[str, list[int], float]:
         work = Path(scratch) / "notebooks"
         work.mkdir()
         (work / "quizzes").symlink_to(NOTEBOOKS / "quizzes")
-        parameters = dict(SHORT.get(number, {}))
-        if number == "06":
+        short = notebook_parameters.short()[source.name] if number in SHORT else {}
+        parameters = {name: value for name, value in short.items() if value is not None}
+        if number == "06":  # its test's checkpoint folder is a temporary path
             parameters["checkpoint_dir"] = str(Path(scratch) / "06_modern")
         peak, done = [0, 0, 0, 0], threading.Event()
 

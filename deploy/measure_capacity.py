@@ -35,7 +35,6 @@ kills every process of the students, deletes the students with their homes (`del
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import json
 import os
@@ -181,40 +180,6 @@ class Sampler(threading.Thread):
                      for name, (r, p) in self.peaks.items()}  # fmt: skip
             self.peaks = {name: [0, 0] for name in self.uids}
         return peaks
-
-
-# -- the notebooks' short parameters, as the tests pass them ---------------------------------------
-def short_parameters() -> dict[str, dict[str, Any]]:
-    """{notebook: parameters} from each ``run_notebook("name", ...)`` in tests/test_notebook*.py; a
-    value that is not a literal (notebook 06's checkpoint_dir, a temporary path) is None."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in sorted((REPO / "tests").glob("test_notebook*.py")):
-        tree = ast.parse(path.read_text())
-        constants = {}
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                if isinstance(target, ast.Name):
-                    try:
-                        constants[target.id] = ast.literal_eval(node.value)
-                    except ValueError:
-                        pass
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_notebook"):
-                continue
-            if not (node.args and isinstance(node.args[0], ast.Constant)):
-                continue
-            parameters: dict[str, Any] = {}
-            for keyword in node.keywords:
-                if keyword.arg is None:  # **SHORT
-                    parameters.update(constants[keyword.value.id])
-                    continue
-                try:
-                    parameters[keyword.arg] = ast.literal_eval(keyword.value)
-                except ValueError:
-                    parameters[keyword.arg] = None
-            found[node.args[0].value] = parameters
-    return found
 
 
 # -- the part that runs as a student --------------------------------------------------------------
@@ -457,6 +422,8 @@ def machine_facts() -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "tests" / "hub"))
+    sys.path.insert(0, str(REPO / "tests"))
+    import notebook_parameters  # the short parameters tests/test_notebook*.py pass
     import test_hub as th  # the hub test's helpers: ports, course repository, hub stop, users
 
     if os.geteuid() != 0:
@@ -481,7 +448,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         measure_idle(th, hub, args.settle, results)
         env = spawner_environment(hub_environment(root, 0))
         results["student_environment"] = env
-        results["parameters"] = short_parameters()
+        results["parameters"] = notebook_parameters.short()
         names = list(students)
         measure_training(script, names, args.students, env, sampler, results)
         measure_notebooks(script, names[0], args.notebooks, env, sampler, results)

@@ -137,3 +137,23 @@ def test_every_session_starts_with_one_thread_per_kernel(dockerfile: str) -> Non
     base = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     assert threads(base) == "1\n"
     assert threads({**base, "OMP_NUM_THREADS": "4"}) == "4\n"  # a session's own choice is kept
+
+
+def test_the_memory_script_finds_the_short_parameters_of_its_notebooks() -> None:
+    """binder/measure_memory.py reads the short runs from the notebooks' tests (no copy): each
+    notebook it runs short has parameters there, and notebook 06's checkpoint folder is left to
+    the script."""
+    import notebook_parameters
+
+    sys.path.insert(0, str(REPO / "binder"))
+    try:
+        import measure_memory
+    finally:
+        sys.path.remove(str(REPO / "binder"))
+    short = notebook_parameters.short()
+    for number in measure_memory.SHORT:
+        (name,) = [name for name in short if name.startswith(f"{number}_")]
+        assert short[name] and all(
+            value is not None for key, value in short[name].items() if key != "checkpoint_dir"
+        ), (name, short[name])
+    assert short["06_training_on_gpu.ipynb"]["checkpoint_dir"] is None  # a temporary path
